@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI). Routes call services; `HTTPException` and envelopes live only here."""

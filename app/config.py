@@ -1,0 +1,117 @@
+"""The one place the environment is read.
+
+`Settings()` reads environment variables and `.env`; everything deeper receives plain
+values. Unsafe or inconsistent values are refused here, at start-up, with the field named.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Where things live. Unset DATABASE_URL / REDIS_URL means the embedded mode.
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset = SQLite in DATA_DIR")
+    redis_url: str | None = Field(default=None, description="redis:// URL; unset = private redis-server in DATA_DIR")
+    data_dir: Path = Path("./data")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # Media limits.
+    max_video_mb: int = Field(default=50, ge=1, le=4096)
+    max_video_seconds: float = Field(default=3600.0, gt=0)
+    download_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    download_concurrency: int = Field(default=8, ge=1, le=256)
+    download_per_host: int = Field(default=4, ge=1, le=64)
+    download_connect_timeout_s: float = Field(default=10.0, gt=0)
+    download_read_timeout_s: float = Field(default=30.0, gt=0)
+    download_retries: int = Field(default=3, ge=0, le=10)
+    probe_timeout_s: float = Field(default=20.0, gt=0)
+    decode_timeout_s: float = Field(default=300.0, gt=0)
+    max_frames: int = Field(default=48, ge=1, le=1000)
+    frame_interval_s: float = Field(default=1.0, gt=0)
+    frame_max_side: int = Field(default=640, ge=64, le=4096)
+
+    # Tagging.
+    tagger: Literal["local"] = "local"
+    label_min_confidence: float = Field(default=0.2, ge=0, le=1)
+    ocr_min_confidence: float = Field(default=0.6, ge=0, le=1)
+
+    # Consumer and queue.
+    consumer_concurrency: int = Field(default=2, ge=1, le=64)
+    max_retries: int = Field(default=3, ge=0, le=20)
+    task_timeout_s: float = Field(default=900.0, gt=0, description="a whole task, download included")
+    shutdown_grace_s: float = Field(default=30.0, ge=0, description="drain time on SIGTERM")
+    task_lease_s: int = Field(default=300, ge=10, description="seed: task_queue_lock 5-minute TTL")
+    task_info_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    dedup_ttl_s: int = Field(default=7 * 24 * 3600, ge=0, description="reuse a result for the same video bytes")
+    sync_wait_s: float = Field(default=30.0, ge=0, le=600, description="/vision_to_tag/google wait")
+
+    @field_validator("download_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [h.strip().lower() for h in v.split(",") if h.strip()]
+        return v
+
+    @field_validator("download_allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if "/" in item:
+                ipaddress.ip_network(item, strict=False)  # raises ValueError with the bad value
+            elif not item or any(c in item for c in " @:?#"):
+                raise ValueError(f"not a host name or CIDR: {item!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> "Settings":
+        if (self.database_url is None) != (self.redis_url is None):
+            raise ValueError(
+                "set both DATABASE_URL and REDIS_URL (production) or neither (embedded mode)"
+            )
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def max_video_bytes(self) -> int:
+        return self.max_video_mb * 1024 * 1024
+
+    @cached_property
+    def allowed_networks(self) -> tuple[Network, ...]:
+        return tuple(ipaddress.ip_network(h, strict=False) for h in self.download_allowed_hosts if "/" in h)
+
+    @cached_property
+    def allowed_hostnames(self) -> frozenset[str]:
+        return frozenset(h for h in self.download_allowed_hosts if "/" not in h)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'vision_to_tag.db').resolve()}"
+
+    @property
+    def redis_socket(self) -> Path:
+        return (self.data_dir / "redis.sock").resolve()
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"

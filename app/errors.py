@@ -1,0 +1,131 @@
+"""The project's one error tree.
+
+Third-party errors are translated where they enter (downloader, ffprobe, providers);
+everything above only asks `retryable` and `retry_after`. Each error has a stable
+`code` (what clients and metrics key on) and a human `message`.
+
+    VttError                      code            retryable  HTTP
+    ├── PermanentError                            no
+    │   ├── InvalidRequest        invalid_request            400
+    │   ├── NotFound              not_found                  404
+    │   ├── Conflict              conflict                   409
+    │   ├── InvalidUrl            invalid_url                400
+    │   ├── BlockedAddress        blocked_address            400
+    │   ├── TooLarge              too_large                  413
+    │   ├── TooLong               too_long                   400
+    │   ├── EmptyFile             empty_file                 400
+    │   ├── UnsupportedFormat     unsupported_format         415
+    │   ├── ProbeFailed           probe_failed               422
+    │   ├── DecodeFailed          decode_failed              422
+    │   └── SourceGone            source_gone                410  (HTTP 4xx from origin)
+    └── RetryableError                            yes
+        ├── DownloadFailed        download_failed            502  (network, 5xx)
+        ├── StageTimeout          timeout                    504
+        ├── Unavailable           unavailable                503  (DB/Redis/provider down)
+        └── InternalError         internal_error             500  (a bug; retried, then dead-lettered)
+"""
+
+from __future__ import annotations
+
+
+class VttError(Exception):
+    code = "error"
+    http_status = 500
+    retryable = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code}: {self.message})"
+
+
+class PermanentError(VttError):
+    retryable = False
+
+
+class RetryableError(VttError):
+    retryable = True
+    http_status = 503
+
+
+class InvalidRequest(PermanentError):
+    code, http_status = "invalid_request", 400
+
+
+class NotFound(PermanentError):
+    code, http_status = "not_found", 404
+
+
+class Conflict(PermanentError):
+    code, http_status = "conflict", 409
+
+
+class InvalidUrl(PermanentError):
+    code, http_status = "invalid_url", 400
+
+
+class BlockedAddress(PermanentError):
+    code, http_status = "blocked_address", 400
+
+
+class TooLarge(PermanentError):
+    code, http_status = "too_large", 413
+
+
+class TooLong(PermanentError):
+    code, http_status = "too_long", 400
+
+
+class EmptyFile(PermanentError):
+    code, http_status = "empty_file", 400
+
+
+class UnsupportedFormat(PermanentError):
+    code, http_status = "unsupported_format", 415
+
+
+class ProbeFailed(PermanentError):
+    code, http_status = "probe_failed", 422
+
+
+class DecodeFailed(PermanentError):
+    code, http_status = "decode_failed", 422
+
+
+class SourceGone(PermanentError):
+    code, http_status = "source_gone", 410
+
+
+class DownloadFailed(RetryableError):
+    code, http_status = "download_failed", 502
+
+
+class StageTimeout(RetryableError):
+    code, http_status = "timeout", 504
+
+
+class Unavailable(RetryableError):
+    code, http_status = "unavailable", 503
+
+
+class InternalError(RetryableError):
+    code, http_status = "internal_error", 500
+
+
+_ALL: tuple[type[VttError], ...] = (
+    InvalidRequest, NotFound, Conflict, InvalidUrl, BlockedAddress, TooLarge, TooLong,
+    EmptyFile, UnsupportedFormat, ProbeFailed, DecodeFailed, SourceGone, DownloadFailed,
+    StageTimeout, Unavailable, InternalError,
+)
+ERROR_CODES: frozenset[str] = frozenset(cls.code for cls in _ALL)
+
+
+def http_status_for(code: str) -> int:
+    """The HTTP status that goes with a stored error code (500 for an unknown one)."""
+    return next((cls.http_status for cls in _ALL if cls.code == code), 500)

@@ -1,0 +1,123 @@
+"""The task-list protocol over Redis (a reliable queue with leases).
+
+enqueue: HSET task_info + LPUSH task_queue (one MULTI).
+claim:   BLMOVE task_queue -> task_queue_processing:{worker}, then SET task_queue_lock:{id}
+         = worker (EX lease). A worker that dies in between leaves the id in its own
+         processing list, where the reaper finds it: nothing is lost.
+finish:  one Lua script removes the id from the processing list, releases the lease and,
+         by mode, dead-letters it, schedules a retry in the delayed set, or requeues it.
+reap:    a consumer whose heartbeat is older than the lease is dead; its processing
+         list goes back to the queue (Lua, so each id moves exactly once).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from app import keys
+
+_LUA = Path(__file__).parent / "lua"
+
+
+class TaskQueue:
+    def __init__(self, redis: Redis, *, lease_s: int = 300, info_ttl_s: int = 7 * 24 * 3600) -> None:
+        self.redis = redis
+        self.lease_s = lease_s
+        self.info_ttl_s = info_ttl_s
+        self._finish = redis.register_script((_LUA / "finish.lua").read_text())
+        self._promote = redis.register_script((_LUA / "promote.lua").read_text())
+        self._reap = redis.register_script((_LUA / "reap.lua").read_text())
+
+    async def enqueue(self, task_id: str, info: dict[str, Any]) -> None:
+        fields = {k: str(v) for k, v in info.items() if v is not None}
+        async with self.redis.pipeline(transaction=True) as p:
+            p.hset(keys.task_info(task_id), mapping=fields)
+            p.expire(keys.task_info(task_id), self.info_ttl_s)
+            p.lpush(keys.TASK_QUEUE, task_id)
+            await p.execute()
+
+    async def update_info(self, task_id: str, **fields: Any) -> None:
+        mapping = {k: str(v) for k, v in fields.items() if v is not None}
+        async with self.redis.pipeline(transaction=True) as p:
+            p.hset(keys.task_info(task_id), mapping=mapping)
+            p.expire(keys.task_info(task_id), self.info_ttl_s)
+            await p.execute()
+
+    async def info(self, task_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(keys.task_info(task_id))
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+    async def claim(self, worker_id: str, timeout_s: float) -> str | None:
+        raw = await self.redis.blmove(keys.TASK_QUEUE, keys.processing(worker_id), timeout_s, "RIGHT", "LEFT")
+        if raw is None:
+            return None
+        task_id = _s(raw)
+        await self.redis.set(keys.task_lock(task_id), worker_id, ex=self.lease_s)
+        return task_id
+
+    async def renew(self, worker_id: str, task_ids: list[str]) -> None:
+        """Heartbeat: extend the leases this worker holds and record it alive."""
+        async with self.redis.pipeline(transaction=False) as p:
+            p.zadd(keys.CONSUMERS, {worker_id: time.time()})
+            for task_id in task_ids:
+                p.set(keys.task_lock(task_id), worker_id, ex=self.lease_s)
+            await p.execute()
+
+    async def unregister(self, worker_id: str) -> None:
+        await self.redis.zrem(keys.CONSUMERS, worker_id)
+
+    async def _finish_(self, worker_id: str, task_id: str, status: str, mode: str, dest: str, due: float = 0) -> bool:
+        result = await self._finish(
+            keys=[keys.processing(worker_id), keys.task_lock(task_id), keys.task_info(task_id), dest],
+            args=[task_id, worker_id, status, mode, f"{due:.3f}", self.info_ttl_s],
+        )
+        return bool(result)
+
+    async def ack(self, worker_id: str, task_id: str, status: str = "completed") -> bool:
+        return await self._finish_(worker_id, task_id, status, "ack", keys.TASK_QUEUE_FAILED)
+
+    async def dead_letter(self, worker_id: str, task_id: str) -> bool:
+        return await self._finish_(worker_id, task_id, "failed", "fail", keys.TASK_QUEUE_FAILED)
+
+    async def retry_later(self, worker_id: str, task_id: str, due: float) -> bool:
+        return await self._finish_(worker_id, task_id, "pending", "delay", keys.TASK_QUEUE_DELAYED, due)
+
+    async def give_back(self, worker_id: str, task_id: str) -> bool:
+        """Return an unstarted or interrupted task to the head of the queue (shutdown)."""
+        return await self._finish_(worker_id, task_id, "pending", "requeue", keys.TASK_QUEUE)
+
+    async def promote_due(self, now: float, limit: int = 100) -> int:
+        return int(await self._promote(keys=[keys.TASK_QUEUE_DELAYED, keys.TASK_QUEUE], args=[f"{now:.3f}", limit]))
+
+    async def reap_dead(self, now: float, *, exclude: str | None = None) -> list[str]:
+        """Return the tasks of consumers whose heartbeat is older than the lease."""
+        moved: list[str] = []
+        stale = await self.redis.zrangebyscore(keys.CONSUMERS, "-inf", now - self.lease_s)
+        workers = {_s(w) for w in stale}
+        async for raw in self.redis.scan_iter(match=keys.PROCESSING_PREFIX + "*", count=200):
+            worker = _s(raw)[len(keys.PROCESSING_PREFIX):]
+            score = await self.redis.zscore(keys.CONSUMERS, worker)
+            if score is None:
+                workers.add(worker)  # never heartbeated, or already removed: its list is orphaned
+        workers.discard(exclude or "")
+        for worker in workers:
+            ids = await self._reap(keys=[keys.processing(worker), keys.TASK_QUEUE, keys.CONSUMERS],
+                                   args=[worker, keys.TASK_LOCK_PREFIX, keys.TASK_INFO_PREFIX])
+            moved.extend(_s(i) for i in ids)
+        return moved
+
+    async def depth(self) -> dict[str, int]:
+        async with self.redis.pipeline(transaction=False) as p:
+            p.llen(keys.TASK_QUEUE)
+            p.zcard(keys.TASK_QUEUE_DELAYED)
+            p.llen(keys.TASK_QUEUE_FAILED)
+            queued, delayed, failed = await p.execute()
+        return {"queued": int(queued), "delayed": int(delayed), "failed": int(failed)}
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)

@@ -1,0 +1,160 @@
+"""The task record in SQL (MySQL in production, SQLite embedded). Synchronous; async
+callers use `asyncio.to_thread`. MySQL is the record of truth: Redis only mirrors it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.errors import NotFound
+from app.models import Result, Tag, Task, Video, utcnow
+
+TERMINAL = ("completed", "failed")
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class NewTask:
+    url: str
+    platform: str
+    source: str = "url"
+    uid: int | None = None
+    env: str | None = None
+    dimensions: str = "all"
+    task_id: str | None = None
+
+
+class Store:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def ping(self) -> None:
+        with self.sessions() as s:
+            s.execute(select(1))
+
+    # --- tasks -------------------------------------------------------------------
+    def create_task(self, new: NewTask) -> Task:
+        task = Task(id=new.task_id or new_task_id(), source=new.source, url=new.url, platform=new.platform,
+                    uid=new.uid, env=new.env, dimensions=new.dimensions, status="pending", progress=0.0,
+                    retry_count=0, timings={})
+        with self.sessions.begin() as s:
+            s.add(task)
+        return task
+
+    def get_task(self, task_id: str) -> Task:
+        with self.sessions() as s:
+            task = s.get(Task, task_id)
+            if task is None:
+                raise NotFound(f"no task with id {task_id!r}")
+            return task
+
+    def list_tasks(self, *, status: str | None = None, platform: str | None = None, uid: int | None = None,
+                   limit: int = 20, offset: int = 0) -> tuple[list[Task], int]:
+        q = select(Task)
+        if status:
+            q = q.where(Task.status == status)
+        if platform:
+            q = q.where(Task.platform == platform)
+        if uid is not None:
+            q = q.where(Task.uid == uid)
+        with self.sessions() as s:
+            total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+            rows = s.scalars(q.order_by(Task.created_at.desc(), Task.id).limit(limit).offset(offset)).all()
+            return list(rows), int(total)
+
+    def mark_started(self, task_id: str, worker_id: str) -> Task | None:
+        """pending/processing -> processing; None when the task is already terminal (a duplicate claim)."""
+        with self.sessions.begin() as s:
+            task = s.get(Task, task_id, with_for_update=True)
+            if task is None or task.status in TERMINAL:
+                return None
+            task.status, task.worker_id, task.stage, task.progress = "processing", worker_id, "queued", 0.0
+            task.started_at = utcnow()
+            task.error_code = task.error_message = None
+            return task
+
+    def set_progress(self, task_id: str, stage: str, progress: float, timings: dict[str, float]) -> None:
+        with self.sessions.begin() as s:
+            s.execute(update(Task).where(Task.id == task_id, Task.status == "processing")
+                      .values(stage=stage, progress=progress, timings=timings, updated_at=utcnow()))
+
+    def set_retry(self, task_id: str, retry_count: int, error_code: str, message: str) -> None:
+        with self.sessions.begin() as s:
+            s.execute(update(Task).where(Task.id == task_id, Task.status.not_in(TERMINAL))
+                      .values(status="pending", retry_count=retry_count, error_code=error_code,
+                              error_message=message, stage="waiting_retry", updated_at=utcnow()))
+
+    def mark_requeued(self, task_id: str) -> None:
+        """An interrupted attempt (shutdown) goes back to pending without counting as a retry."""
+        with self.sessions.begin() as s:
+            s.execute(update(Task).where(Task.id == task_id, Task.status.not_in(TERMINAL))
+                      .values(status="pending", stage="queued", progress=0.0, updated_at=utcnow()))
+
+    def mark_failed(self, task_id: str, code: str, message: str, timings: dict[str, float] | None = None) -> None:
+        with self.sessions.begin() as s:
+            values: dict[str, Any] = dict(status="failed", error_code=code, error_message=message[:2000],
+                                          stage="failed", finished_at=utcnow(), updated_at=utcnow())
+            if timings is not None:
+                values["timings"] = timings
+            s.execute(update(Task).where(Task.id == task_id, Task.status != "completed").values(**values))
+
+    def complete(self, task_id: str, *, video: Video | None, provider: str, document: dict[str, Any],
+                 tags: list[dict[str, Any]], timings: dict[str, float]) -> None:
+        """Write result, tags and status in one transaction; a re-run replaces (never duplicates) them."""
+        with self.sessions.begin() as s:
+            task = s.get(Task, task_id, with_for_update=True)
+            if task is None:
+                raise NotFound(f"no task with id {task_id!r}")
+            video_id = video.id if video is not None else None
+            s.execute(delete(Tag).where(Tag.task_id == task_id))
+            s.execute(delete(Result).where(Result.task_id == task_id))
+            s.flush()
+            s.add(Result(task_id=task_id, video_id=video_id, provider=provider,
+                         schema_version=int(document["schema_version"]), document=document))
+            for t in tags:
+                s.add(Tag(task_id=task_id, name=str(t["name"])[:191], confidence=float(t["confidence"]),
+                          sources=list(t["sources"])))
+            task.status, task.stage, task.progress = "completed", "completed", 1.0
+            task.error_code = task.error_message = None
+            task.video_id, task.timings, task.finished_at = video_id, timings, utcnow()
+
+    def get_result(self, task_id: str) -> dict[str, Any] | None:
+        with self.sessions() as s:
+            r = s.get(Result, task_id)
+            return dict(r.document) if r is not None else None
+
+    # --- videos ------------------------------------------------------------------
+    def upsert_video(self, *, sha256: str, size_bytes: int, container: str, probe: dict[str, Any] | None,
+                     cache_path: str | None) -> Video:
+        with self.sessions.begin() as s:
+            video = s.scalar(select(Video).where(Video.sha256 == sha256))
+            if video is None:
+                video = Video(sha256=sha256, size_bytes=size_bytes, container=container, has_audio=False, rotation=0)
+                s.add(video)
+            video.cache_path = cache_path
+            if probe is not None:
+                video.duration_s, video.width, video.height = probe["duration_s"], probe["width"], probe["height"]
+                video.fps, video.video_codec = probe["fps"], probe["video_codec"]
+                video.audio_codec, video.has_audio, video.rotation = probe["audio_codec"], probe["has_audio"], probe["rotation"]
+            s.flush()
+            return video
+
+    def reusable_result(self, sha256: str, provider: str, dimensions: str, newer_than: dt.datetime) -> dict[str, Any] | None:
+        """A completed result for the same bytes, provider and dimensions, if recent enough."""
+        with self.sessions() as s:
+            doc = s.scalar(
+                select(Result.document).join(Task, Task.id == Result.task_id).join(Video, Video.id == Result.video_id)
+                .where(Video.sha256 == sha256, Result.provider == provider, Task.dimensions == dimensions,
+                       Task.status == "completed", Result.created_at >= newer_than)
+                .order_by(Result.created_at.desc()).limit(1)
+            )
+            return dict(doc) if doc is not None else None

@@ -1,0 +1,1 @@
+"""Consumer processes: claim tasks from Redis, run the pipeline, record results."""

@@ -1,0 +1,256 @@
+"""The worker lifecycle: claim with a lease, heartbeat, time limit, ack or retry, drain.
+
+    run()   heartbeat loop  (every heartbeat_s: renew leases, flush progress, record alive)
+            claim loop      (BLMOVE while a slot is free; stop claiming on shutdown)
+            upkeep loop     (promote due retries, reap dead consumers' tasks)
+    handle(task_id)
+            mark_started -> fetch source -> analyse -> complete -> ack
+            retryable error: backoff through the delayed set, dead letter after max_retries
+            permanent error: failed at once, dead letter
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.config import Settings
+from app.errors import InternalError, StageTimeout, VttError
+from app.media.download import Downloader
+from app.media.netguard import Policy
+from app.pipeline import Progress, analyse_file
+from app.providers import Provider, get_provider
+from app.runtime import Runtime
+from app.sources import fetch_source, keep_in_cache, tmp_path, upload_path
+from app.store import Store
+
+log = logging.getLogger("consumer")
+
+
+def retry_delay_s(attempt: int, *, base: float = 2.0, cap: float = 300.0, rand: float | None = None) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    r = random.random() if rand is None else rand
+    return r * min(cap, base * (2 ** attempt))
+
+
+@dataclass
+class InFlight:
+    task_id: str
+    progress: Progress = field(default_factory=Progress)
+    flushed_version: int = -1
+
+
+class Worker:
+    def __init__(self, runtime: Runtime, *, provider: Provider | None = None, concurrency: int | None = None,
+                 worker_id: str | None = None, heartbeat_s: float = 2.0, upkeep_s: float = 5.0) -> None:
+        self.rt = runtime
+        self.settings: Settings = runtime.settings
+        self.store: Store = runtime.store
+        self.queue = runtime.queue()
+        self.provider = provider or get_provider(self.settings.tagger, self.settings)
+        self.concurrency = concurrency or self.settings.consumer_concurrency
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.heartbeat_s = heartbeat_s
+        self.upkeep_s = upkeep_s
+        s = self.settings
+        self.downloader = Downloader(
+            policy=Policy(s.allowed_hostnames, s.allowed_networks), max_bytes=s.max_video_bytes,
+            concurrency=s.download_concurrency, per_host=s.download_per_host,
+            connect_timeout_s=s.download_connect_timeout_s, read_timeout_s=s.download_read_timeout_s,
+            retries=s.download_retries,
+        )
+        self.inflight: dict[str, InFlight] = {}
+        self.stopping = asyncio.Event()
+        self.processed = 0
+
+    # --- lifecycle -----------------------------------------------------------------
+    async def run(self) -> None:
+        await self.queue.renew(self.worker_id, [])
+        log.info("consumer %s started (concurrency %d, provider %s)", self.worker_id, self.concurrency, self.provider.name)
+        slots = asyncio.Semaphore(self.concurrency)
+        running: set[asyncio.Task[None]] = set()
+        background = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._upkeep())]
+        try:
+            while not self.stopping.is_set():
+                await slots.acquire()
+                if self.stopping.is_set():
+                    slots.release()
+                    break
+                try:
+                    task_id = await self.queue.claim(self.worker_id, timeout_s=1.0)
+                except Exception as exc:  # Redis down: wait and try again, never die
+                    slots.release()
+                    log.warning("claim failed: %s", exc)
+                    await self._sleep(1.0)
+                    continue
+                if task_id is None:
+                    slots.release()
+                    continue
+                job = asyncio.create_task(self._run_one(task_id, slots))
+                running.add(job)
+                job.add_done_callback(running.discard)
+        finally:
+            await self._drain(running)
+            for b in background:
+                b.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self.downloader.close()
+            await self.provider.close()
+            with contextlib.suppress(Exception):
+                await self.queue.unregister(self.worker_id)
+            log.info("consumer %s stopped after %d tasks", self.worker_id, self.processed)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    async def _drain(self, running: set[asyncio.Task[None]]) -> None:
+        if not running:
+            return
+        log.info("draining %d in-flight task(s) for up to %.0f s", len(running), self.settings.shutdown_grace_s)
+        _done, pending = await asyncio.wait(running, timeout=self.settings.shutdown_grace_s)
+        for job in pending:
+            job.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _run_one(self, task_id: str, slots: asyncio.Semaphore) -> None:
+        try:
+            await self.handle(task_id)
+        finally:
+            slots.release()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            try:
+                await self.queue.renew(self.worker_id, list(self.inflight))
+                for item in list(self.inflight.values()):
+                    await self._flush_progress(item)
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(self.heartbeat_s)
+
+    async def _upkeep(self) -> None:
+        while True:
+            try:
+                now = time.time()
+                await self.queue.promote_due(now)
+                reaped = await self.queue.reap_dead(now, exclude=self.worker_id)
+                if reaped:
+                    log.warning("returned %d task(s) of dead consumers to the queue", len(reaped))
+            except Exception as exc:
+                log.warning("upkeep failed: %s", exc)
+            await asyncio.sleep(self.upkeep_s)
+
+    async def _flush_progress(self, item: InFlight) -> None:
+        stage, fraction, timings, version = item.progress.snapshot()
+        if version == item.flushed_version:
+            return
+        item.flushed_version = version
+        await asyncio.to_thread(self.store.set_progress, item.task_id, stage, fraction, timings)
+        await self.queue.update_info(item.task_id, stage=stage, progress=fraction)
+
+    # --- one task ------------------------------------------------------------------
+    async def handle(self, task_id: str) -> None:
+        task = await asyncio.to_thread(self.store.mark_started, task_id, self.worker_id)
+        if task is None:  # already terminal (a duplicate delivery) or unknown: just drop it
+            await self.queue.ack(self.worker_id, task_id, status="completed")
+            return
+        info = await self.queue.info(task_id)
+        attempt = max(task.retry_count, int(info.get("retry_count") or 0))
+        await self.queue.update_info(task_id, status="processing", worker=self.worker_id)
+        item = InFlight(task_id)
+        self.inflight[task_id] = item
+        try:
+            await asyncio.wait_for(self._process(task.id, task.source, task.url, task.dimensions, item.progress),
+                                   self.settings.task_timeout_s)
+        except asyncio.TimeoutError:
+            await self._failed(task_id, attempt, StageTimeout(
+                f"the task did not finish within {self.settings.task_timeout_s:.0f} s (stage {item.progress.stage})"), item)
+        except asyncio.CancelledError:
+            # Shutdown: hand the task back untouched; its retry count does not move.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._give_back(task_id))
+            raise
+        except VttError as exc:
+            await self._failed(task_id, attempt, exc, item)
+        except Exception as exc:
+            log.exception("task %s: unexpected error", task_id)
+            await self._failed(task_id, attempt, InternalError(f"internal error: {type(exc).__name__}"), item)
+        else:
+            await self.queue.ack(self.worker_id, task_id)
+            log.info("task %s completed in %.2f s", task_id, sum(item.progress.timings.values()))
+        finally:
+            self.inflight.pop(task_id, None)
+            self.processed += 1
+
+    async def _give_back(self, task_id: str) -> None:
+        await asyncio.to_thread(self.store.mark_requeued, task_id)
+        await self.queue.give_back(self.worker_id, task_id)
+
+    async def _process(self, task_id: str, source: str, url: str, dimensions: str, progress: Progress) -> None:
+        progress("downloading", 0.05)
+        got = None
+        try:
+            got = await fetch_source(self.settings, self.downloader, task_id, source, url)
+            video = await asyncio.to_thread(self.store.upsert_video, sha256=got.sha256, size_bytes=got.size,
+                                            container=got.container, probe=None, cache_path=None)
+            reused = await self._reuse(task_id, got.sha256, dimensions)
+            if reused is not None:
+                document = reused
+            else:
+                analysis = await analyse_file(got.path, task_id=task_id, sha256=got.sha256, size=got.size,
+                                              container=got.container, dimensions=dimensions,
+                                              settings=self.settings, provider=self.provider, progress=progress)
+                document = analysis.document
+            cached = await asyncio.to_thread(keep_in_cache, self.settings, got)
+            video = await asyncio.to_thread(
+                self.store.upsert_video, sha256=got.sha256, size_bytes=got.size, container=got.container,
+                probe=document["video"] if reused is None else None, cache_path=str(cached))
+            progress("storing", 0.95)
+            timings = progress.finish()
+            document["timings"] = timings
+            await asyncio.to_thread(self.store.complete, task_id, video=video, provider=self.provider.name,
+                                    document=document, tags=document["tags"], timings=timings)
+            await self.queue.update_info(task_id, stage="completed", progress=1.0)
+        finally:
+            # No temp file outlives an attempt; an upload stays until the task is final.
+            tmp_path(self.settings, task_id).unlink(missing_ok=True)
+
+    async def _reuse(self, task_id: str, sha256: str, dimensions: str) -> dict[str, Any] | None:
+        if self.settings.dedup_ttl_s <= 0:
+            return None
+        import datetime as dt
+
+        since = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=self.settings.dedup_ttl_s)
+        doc = await asyncio.to_thread(self.store.reusable_result, sha256, self.provider.name, dimensions, since)
+        if doc is None:
+            return None
+        doc["reused_from"] = doc.get("reused_from") or doc.get("task_id")
+        doc["task_id"] = task_id
+        return doc
+
+    async def _failed(self, task_id: str, attempt: int, exc: VttError, item: InFlight) -> None:
+        timings = item.progress.snapshot()[2]
+        if exc.retryable and attempt < self.settings.max_retries:
+            delay = exc.retry_after if exc.retry_after is not None else retry_delay_s(attempt)
+            log.warning("task %s: %s (%s); retry %d in %.1f s", task_id, exc.code, exc.message, attempt + 1, delay)
+            await asyncio.to_thread(self.store.set_retry, task_id, attempt + 1, exc.code, exc.message)
+            await self.queue.update_info(task_id, retry_count=attempt + 1, error_code=exc.code)
+            await self.queue.retry_later(self.worker_id, task_id, time.time() + delay)
+            return
+        log.warning("task %s failed: %s (%s)", task_id, exc.code, exc.message)
+        await asyncio.to_thread(self.store.mark_failed, task_id, exc.code, exc.message, timings)
+        await self.queue.update_info(task_id, error_code=exc.code, stage="failed")
+        await self.queue.dead_letter(self.worker_id, task_id)
+        upload_path(self.settings, task_id).unlink(missing_ok=True)
