@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset = SQLite in DATA_DIR")
     redis_url: str | None = Field(default=None, description="redis:// URL; unset = private redis-server in DATA_DIR")
     data_dir: Path = Path("./data")
+    model_dir: Path | None = Field(default=None, description="exported models; default DATA_DIR/models")
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -114,4 +115,4 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.model_dir or self.data_dir / "models"

@@ -68,7 +68,8 @@ class Worker:
             retries=s.download_retries,
         )
         self.inflight: dict[str, InFlight] = {}
-        self.stopping = asyncio.Event()
+        self.stopping = asyncio.Event()  # stop claiming; in-flight tasks drain
+        self.closed = asyncio.Event()    # drained: heartbeat and upkeep end
         self.processed = 0
 
     # --- lifecycle -----------------------------------------------------------------
@@ -99,9 +100,12 @@ class Worker:
                 job.add_done_callback(running.discard)
         finally:
             await self._drain(running)
-            for b in background:
+            # Loops end on `closed`, not on cancel(): a client library may turn a
+            # CancelledError into its own error, which the loops survive by design.
+            self.closed.set()
+            _done, stuck = await asyncio.wait(background, timeout=self.heartbeat_s + self.upkeep_s + 5)
+            for b in stuck:
                 b.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
             await self.downloader.close()
             await self.provider.close()
             with contextlib.suppress(Exception):
@@ -111,9 +115,9 @@ class Worker:
     def stop(self) -> None:
         self.stopping.set()
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float, until: asyncio.Event | None = None) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
+            await asyncio.wait_for((until or self.stopping).wait(), seconds)
 
     async def _drain(self, running: set[asyncio.Task[None]]) -> None:
         if not running:
@@ -131,17 +135,17 @@ class Worker:
             slots.release()
 
     async def _heartbeat(self) -> None:
-        while True:
+        while not self.closed.is_set():
             try:
                 await self.queue.renew(self.worker_id, list(self.inflight))
                 for item in list(self.inflight.values()):
                     await self._flush_progress(item)
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
-            await asyncio.sleep(self.heartbeat_s)
+            await self._sleep(self.heartbeat_s, self.closed)
 
     async def _upkeep(self) -> None:
-        while True:
+        while not self.closed.is_set():
             try:
                 now = time.time()
                 await self.queue.promote_due(now)
@@ -150,7 +154,7 @@ class Worker:
                     log.warning("returned %d task(s) of dead consumers to the queue", len(reaped))
             except Exception as exc:
                 log.warning("upkeep failed: %s", exc)
-            await asyncio.sleep(self.upkeep_s)
+            await self._sleep(self.upkeep_s, self.closed)
 
     async def _flush_progress(self, item: InFlight) -> None:
         stage, fraction, timings, version = item.progress.snapshot()

@@ -68,8 +68,9 @@ def _create_mysql_db() -> None:
     u = make_url(MYSQL_SERVER)
     conn = pymysql.connect(host=u.host or "127.0.0.1", port=u.port or 3306, user=u.username or "root",
                            password=u.password or "")
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{MYSQL_DB}` CHARACTER SET utf8mb4")
+    with conn.cursor() as cur:  # a fresh database each run: no schema left over from other branches
+        cur.execute(f"DROP DATABASE IF EXISTS `{MYSQL_DB}`")
+        cur.execute(f"CREATE DATABASE `{MYSQL_DB}` CHARACTER SET utf8mb4")
     conn.close()
 
 
@@ -217,3 +218,9 @@ async def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.1)
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One exported-model folder for the whole run (the ONNX export takes seconds)."""
+    return Path(os.environ.get("TEST_MODEL_DIR") or tmp_path_factory.mktemp("models"))

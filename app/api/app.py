@@ -73,6 +73,7 @@ def create_app(runtime_factory: Callable[[], Runtime], *, on_startup: Callable[[
             if background is not None:
                 await background()
             await rt.aclose()
+            rt.shutdown()
 
     app = FastAPI(title="Vision-to-tag", version=__version__, lifespan=lifespan,
                   description="Turns videos into tags and time-coded insights. Every reply is an envelope "

@@ -39,26 +39,14 @@ def main(argv: list[str] | None = None, *, start_consumer: ConsumerStarter | Non
     setup_logging()
     settings = Settings()
     host, port = args.host or settings.host, args.port or settings.port
-    runtime_holder: dict[str, Runtime] = {}
-
-    def factory() -> Runtime:
-        rt = build_runtime(settings)
-        runtime_holder["rt"] = rt
-        return rt
-
     def on_startup(rt: Runtime) -> Any:
         if settings.embedded and start_consumer is not None and not args.no_consumer:
             return start_consumer(rt)
         return None
 
-    app = create_app(factory, on_startup=on_startup)
+    app = create_app(lambda: build_runtime(settings), on_startup=on_startup)
     mode = "embedded (SQLite + private redis-server in %s)" % settings.data_dir if settings.embedded else "production"
     log.info("starting API on http://%s:%d in %s mode; docs at /docs", host, port, mode)
-    try:
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
-    finally:
-        rt = runtime_holder.get("rt")
-        if rt is not None:
-            rt.shutdown()
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
     return 0
 

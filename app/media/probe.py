@@ -47,7 +47,7 @@ def _num(v: Any) -> float | None:
 
 def _rate(v: Any) -> float | None:
     try:
-        r = Fraction(str(v))
+        r = Fraction(str(v).replace(":", "/"))  # "30000/1001" rates, "12:11" aspect ratios
     except (ValueError, ZeroDivisionError):
         return None
     return float(r) if r > 0 else None
