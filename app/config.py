@@ -46,9 +46,25 @@ class Settings(BaseSettings):
     frame_max_side: int = Field(default=640, ge=64, le=4096)
 
     # Tagging.
-    tagger: Literal["local"] = "local"
+    tagger: Literal["local", "gemini"] = "local"
     label_min_confidence: float = Field(default=0.2, ge=0, le=1)
     ocr_min_confidence: float = Field(default=0.6, ge=0, le=1)
+
+    # Gemini (TAGGER=gemini): accounts come from the Redis pool (import_accounts.py).
+    gemini_model: str = Field(default="gemini-2.0-flash", min_length=1, max_length=64,
+                              pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="an account's own model wins")
+    gemini_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+/?$",
+                                        description="API root; unset = Google's; a loopback server in tests")
+    gemini_api_version: str | None = Field(default=None, pattern=r"^v[0-9a-z]+$", description="unset = SDK default")
+    gemini_inline_max_mb: float = Field(default=14.0, ge=0, le=20,
+                                        description="larger videos go through the Files API (20 MB request cap)")
+    gemini_pool_wait_s: float = Field(default=60.0, ge=0, le=3600,
+                                      description="wait this long for a free account, then re-queue the task")
+    gemini_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="one HTTP request")
+    gemini_file_active_timeout_s: float = Field(default=300.0, gt=0, le=3600, description="Files API processing")
+    gemini_max_attempts: int = Field(default=4, ge=1, le=20, description="calls per task, failovers included")
+    gemini_window_margin_s: float = Field(default=1.0, ge=0, le=30,
+                                          description="added to the 60 s window: absorbs send-time jitter")
 
     # Consumer and queue.
     consumer_concurrency: int = Field(default=2, ge=1, le=64)
@@ -59,6 +75,19 @@ class Settings(BaseSettings):
     task_info_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     dedup_ttl_s: int = Field(default=7 * 24 * 3600, ge=0, description="reuse a result for the same video bytes")
     sync_wait_s: float = Field(default=30.0, ge=0, le=600, description="/vision_to_tag/google wait")
+
+    # Search (app/search). Unset ELASTICSEARCH_URL = the embedded SQLite FTS5 index in DATA_DIR/search.
+    elasticsearch_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$",
+                                          description="http(s)://[user:pass@]host:port of Elasticsearch 9")
+    elasticsearch_index: str = Field(default="vtt-videos", min_length=1, max_length=64,
+                                     pattern=r"^[a-z0-9][a-z0-9_-]*$",
+                                     description="the alias searched and written; indices are <alias>-v<N>-<stamp>")
+    elasticsearch_timeout_s: float = Field(default=10.0, gt=0, le=300, description="one HTTP request")
+    elasticsearch_retries: int = Field(default=3, ge=0, le=10, description="extra attempts, with backoff")
+    # A TEST setting: "osmem" talks to the osmem-server stand-in (plain JSON, no dense_vector/kNN).
+    elasticsearch_compat: Literal["none", "osmem"] = "none"
+    search_semantic: bool = Field(default=True, description="embed documents with MiniLM for semantic=true")
+    search_outbox_batch: int = Field(default=200, ge=1, le=5000, description="documents per indexing round")
 
     @field_validator("download_allowed_hosts", mode="before")
     @classmethod

@@ -17,12 +17,17 @@ everything above only asks `retryable` and `retry_after`. Each error has a stabl
     │   ├── UnsupportedFormat     unsupported_format         415
     │   ├── ProbeFailed           probe_failed               422
     │   ├── DecodeFailed          decode_failed              422
-    │   └── SourceGone            source_gone                410  (HTTP 4xx from origin)
+    │   ├── SourceGone            source_gone                410  (HTTP 4xx from origin)
+    │   └── ProviderRejected      provider_rejected          422  (the model refused this request, 4xx)
     └── RetryableError                            yes
         ├── DownloadFailed        download_failed            502  (network, 5xx)
         ├── StageTimeout          timeout                    504
         ├── Unavailable           unavailable                503  (DB/Redis/provider down)
-        └── InternalError         internal_error             500  (a bug; retried, then dead-lettered)
+        ├── InternalError         internal_error             500  (a bug; retried, then dead-lettered)
+        ├── QuotaExhausted        quota_exhausted            429  (provider quota 429s on every try)
+        ├── PoolExhausted         pool_exhausted             503  (no account free within the wait bound)
+        ├── ProviderUnavailable   provider_unavailable       502  (provider 5xx, network, timeouts)
+        └── ProviderBadOutput     provider_bad_output        502  (malformed output, repair failed too)
 """
 
 from __future__ import annotations
@@ -118,10 +123,31 @@ class InternalError(RetryableError):
     code, http_status = "internal_error", 500
 
 
+class ProviderRejected(PermanentError):
+    code, http_status = "provider_rejected", 422
+
+
+class QuotaExhausted(RetryableError):
+    code, http_status = "quota_exhausted", 429
+
+
+class PoolExhausted(RetryableError):
+    code, http_status = "pool_exhausted", 503
+
+
+class ProviderUnavailable(RetryableError):
+    code, http_status = "provider_unavailable", 502
+
+
+class ProviderBadOutput(RetryableError):
+    code, http_status = "provider_bad_output", 502
+
+
 _ALL: tuple[type[VttError], ...] = (
     InvalidRequest, NotFound, Conflict, InvalidUrl, BlockedAddress, TooLarge, TooLong,
     EmptyFile, UnsupportedFormat, ProbeFailed, DecodeFailed, SourceGone, DownloadFailed,
-    StageTimeout, Unavailable, InternalError,
+    StageTimeout, Unavailable, InternalError, ProviderRejected, QuotaExhausted, PoolExhausted,
+    ProviderUnavailable, ProviderBadOutput,
 )
 ERROR_CODES: frozenset[str] = frozenset(cls.code for cls in _ALL)
 

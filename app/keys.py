@@ -10,8 +10,19 @@
     task_queue_failed                 List    consumer         none; dead letters (task ids), newest first
     task_queue_delayed                ZSet    consumer         none; task id -> due time (unix s) of a retry
     consumers                         ZSet    consumer         none; worker id -> last heartbeat (unix s)
+    google_accounts:keys              Set     import, pool     none; account ids in the Gemini pool
+    google_accounts:{id}:info         Hash    import, pool     none; api_key, masked, project, group, model, limits,
+                                                               status, cooldown_until, last_used, last_error, ...
+    google_accounts:{id}:daily        Hash    pool             2 days; Pacific quota day (YYYY-MM-DD) -> requests
+    google_accounts:{id}:minute_window ZSet   pool             2 min; one member per request, score = time (unix s)
+    google_accounts:import_lock       String  import           NX + expiry; holder token; serialises imports
+    google_projects:{group}:daily     Hash    pool             2 days; as :daily, summed over a project's accounts
+    google_projects:{group}:minute_window ZSet pool            2 min; as :minute_window, for a whole project
 
-Task ids are server-made hex uuids, so no user text ever reaches a key name.
+Task ids are server-made hex uuids, so no user text ever reaches a key name. Account ids
+are the first 12 hex digits of sha256(api key) and project groups the same digest of
+the project name: no secret and no user text reaches a key name either. The pool's Lua
+scripts build the per-account and per-project names from the prefixes and suffixes below.
 """
 
 from __future__ import annotations
@@ -35,3 +46,33 @@ def task_lock(task_id: str) -> str:
 
 def task_info(task_id: str) -> str:
     return TASK_INFO_PREFIX + task_id
+
+
+# The Gemini account pool (app/accounts.py).
+ACCOUNT_KEYS = "google_accounts:keys"
+ACCOUNT_PREFIX = "google_accounts:"
+ACCOUNT_IMPORT_LOCK = "google_accounts:import_lock"
+PROJECT_PREFIX = "google_projects:"
+INFO_SUFFIX = ":info"
+DAILY_SUFFIX = ":daily"
+WINDOW_SUFFIX = ":minute_window"
+
+
+def account_info(account_id: str) -> str:
+    return ACCOUNT_PREFIX + account_id + INFO_SUFFIX
+
+
+def account_daily(account_id: str) -> str:
+    return ACCOUNT_PREFIX + account_id + DAILY_SUFFIX
+
+
+def account_window(account_id: str) -> str:
+    return ACCOUNT_PREFIX + account_id + WINDOW_SUFFIX
+
+
+def project_daily(group: str) -> str:
+    return PROJECT_PREFIX + group + DAILY_SUFFIX
+
+
+def project_window(group: str) -> str:
+    return PROJECT_PREFIX + group + WINDOW_SUFFIX

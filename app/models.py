@@ -4,6 +4,7 @@
     tasks    one row per accepted job; status, stage, progress, error, timings
     results  one versioned result document per completed task (upsert by task id)
     tags     the result's tags as rows, unique per (task, name), for filtering
+    accounts the Gemini API keys of the account pool (Redis holds the live counters)
 """
 
 from __future__ import annotations
@@ -94,3 +95,50 @@ class Tag(Base):
     name: Mapped[str] = mapped_column(String(191))
     confidence: Mapped[float] = mapped_column(Float)
     sources: Mapped[list[str]] = mapped_column(JSON)
+
+
+class Account(Base):
+    """A Gemini API key and its quota. `id` is the key's non-secret fingerprint.
+
+    The key itself is kept (it is needed to call the API); the password is kept only as
+    a salted scrypt hash, to tell a changed entry on re-import. status: active |
+    disabled (by an operator) | inactive (the key was refused: 401/403/invalid).
+    """
+
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    api_key: Mapped[str] = mapped_column(String(256))
+    project: Mapped[str | None] = mapped_column(String(128))
+    model: Mapped[str | None] = mapped_column(String(64))
+    minute_limit: Mapped[int] = mapped_column(Integer)
+    daily_limit: Mapped[int] = mapped_column(Integer)
+    username: Mapped[str] = mapped_column(String(191))
+    email: Mapped[str] = mapped_column(String(191))
+    phone: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class IndexOutbox(Base):
+    """One pending search-index change per task (app/search/outbox.py).
+
+    Written in the transaction that completes (or deletes) the task, so the search index
+    can never miss a committed result; the drainer deletes the row once the index took it.
+    `token` changes on every enqueue: a drainer only deletes the version it indexed.
+    No foreign key to tasks: a row must outlive its task to remove it from the index.
+    """
+
+    __tablename__ = "index_outbox"
+    __table_args__ = (Index("ix_index_outbox_due", "due_at"),)
+
+    task_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    op: Mapped[str] = mapped_column(String(8))  # index | delete
+    token: Mapped[str] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

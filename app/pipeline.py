@@ -103,6 +103,7 @@ async def analyse_file(path: Path, *, task_id: str, sha256: str, size: int, cont
         "partial": frames.partial,
         "warnings": frames.warnings,
         "usage": out.usage,
+        "gemini": out.insights.get("gemini"),  # description, categories, language, key moments
         "reused_from": None,
     }
     return Analysis(probe=info, document=document, tags=tags)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import NotFound
 from app.models import Result, Tag, Task, Video, utcnow
+from app.search.outbox import enqueue as enqueue_index
 
 TERMINAL = ("completed", "failed")
 
@@ -126,6 +127,7 @@ class Store:
             task.status, task.stage, task.progress = "completed", "completed", 1.0
             task.error_code = task.error_message = None
             task.video_id, task.timings, task.finished_at = video_id, timings, utcnow()
+            enqueue_index(s, task_id)  # the search index follows through the outbox
 
     def get_result(self, task_id: str) -> dict[str, Any] | None:
         with self.sessions() as s:

@@ -29,6 +29,7 @@ from app.media.netguard import Policy
 from app.pipeline import Progress, analyse_file
 from app.providers import Provider, get_provider
 from app.runtime import Runtime
+from app.search.outbox import run_outbox_drainer
 from app.sources import fetch_source, keep_in_cache, tmp_path, upload_path
 from app.store import Store
 
@@ -78,7 +79,8 @@ class Worker:
         log.info("consumer %s started (concurrency %d, provider %s)", self.worker_id, self.concurrency, self.provider.name)
         slots = asyncio.Semaphore(self.concurrency)
         running: set[asyncio.Task[None]] = set()
-        background = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._upkeep())]
+        background = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._upkeep()),
+                      asyncio.create_task(run_outbox_drainer(self.rt, self.closed))]
         try:
             while not self.stopping.is_set():
                 await slots.acquire()

@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
+from app.api.accounts import register_routes as register_account_routes
+from app.api.search import register_routes as register_search_routes
 from app.api.schemas import CreateTask, Envelope, SyncTag, TaskFields
 from app.api.upload import receive_upload
 from app.errors import InvalidRequest, NotFound, Unavailable, VttError, http_status_for
@@ -228,4 +230,6 @@ def create_app(runtime_factory: Callable[[], Runtime], *, on_startup: Callable[[
         ok = all(v == "ok" for v in checks.values())
         return envelope(200 if ok else 503, "ready" if ok else "not ready", data={"checks": checks})
 
+    register_account_routes(app)
+    register_search_routes(app)
     return app
