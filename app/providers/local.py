@@ -152,6 +152,30 @@ def _model(key: str, factory: Callable[[], Any]) -> Any:
         return _models[key]
 
 
+def shared_labeler(models_dir: Path) -> Labeler:
+    """The process's one Labeler (the ONNX session is thread-safe)."""
+    labeler: Labeler = _model("labeler", lambda: Labeler(models_dir))
+    return labeler
+
+
+def shared_text_reader() -> TextReader:
+    reader: TextReader = _model("ocr", TextReader)
+    return reader
+
+
+def labels_from_probs(p: np.ndarray, names: list[str], *, min_label: float, min_group: float) -> list[tuple[str, float]]:
+    """One frame's labels: confident taxon groups (summed ranges), then confident top-k classes."""
+    out: list[tuple[str, float]] = []
+    for group, spans in GROUPS.items():
+        g = float(sum(p[a:b + 1].sum() for a, b in spans))
+        if g >= min_group:
+            out.append((group, g))
+    for k in np.argsort(-p)[:TOP_K]:
+        if p[k] >= min_label:
+            out.append((names[k], float(p[k])))
+    return out
+
+
 class LocalProvider(Provider):
     name = "local"
 
@@ -162,12 +186,10 @@ class LocalProvider(Provider):
         self.min_group = max(0.5, settings.label_min_confidence)
 
     def labeler(self) -> Labeler:
-        labeler: Labeler = _model("labeler", lambda: Labeler(self.models_dir))
-        return labeler
+        return shared_labeler(self.models_dir)
 
     def text_reader(self) -> TextReader:
-        reader: TextReader = _model("ocr", TextReader)
-        return reader
+        return shared_text_reader()
 
     async def analyse(self, media: MediaInput, progress: Callable[[str, float], Any]) -> ProviderOutput:
         return await asyncio.to_thread(self._analyse, media, progress)
@@ -177,30 +199,27 @@ class LocalProvider(Provider):
         frames = media.frames.frames
         per_frame: list[dict[str, Any]] = [{"time_s": round(f.time_s, 3), "labels": []} for f in frames]
         if media.wants("vision"):
-            progress("labelling", 0.55)
+            progress("labelling_frames", 0.45)
             t0 = time.perf_counter()
             probs = self.labeler().classify([f.image for f in frames])
             names = self.labeler().names
             for i, p in enumerate(probs):
                 start, end = media.windows[i]
-                for group, spans in GROUPS.items():
-                    g = float(sum(p[a:b + 1].sum() for a, b in spans))
-                    if g >= self.min_group:
-                        out.sightings.append(Sighting(group, g, "visual", start, end))
-                        per_frame[i]["labels"].append({"name": group, "confidence": round(g, 4)})
-                for k in np.argsort(-p)[:TOP_K]:
-                    if p[k] >= self.min_label:
-                        out.sightings.append(Sighting(names[k], float(p[k]), "visual", start, end))
-                        per_frame[i]["labels"].append({"name": names[k], "confidence": round(float(p[k]), 4)})
+                for name, conf in labels_from_probs(p, names, min_label=self.min_label, min_group=self.min_group):
+                    out.sightings.append(Sighting(name, conf, "visual", start, end))
+                    per_frame[i]["labels"].append({"name": name, "confidence": round(conf, 4)})
             out.stage_seconds["labels"] = time.perf_counter() - t0
         if media.wants("text"):
-            progress("reading_text", 0.7)
+            progress("reading_text", 0.5)
             t0 = time.perf_counter()
             segments: list[dict[str, Any]] = []
             for i, f in enumerate(frames):
                 start, end = media.windows[i]
+                per_frame[i]["text"] = []
                 for text, score, box in self.text_reader().read(f.image, self.min_ocr):
                     out.sightings.append(Sighting(text, score, "ocr", start, end))
+                    per_frame[i]["text"].append({"text": text, "confidence": round(score, 4),
+                                                 "box": [[round(x, 1), round(y, 1)] for x, y in box]})
                     segments.append({"text": text, "confidence": round(score, 4), "start_s": round(start, 3),
                                      "end_s": round(end, 3), "frame_time_s": round(f.time_s, 3), "box": box})
             out.insights["text"] = merge_text_segments(segments)

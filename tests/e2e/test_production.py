@@ -36,7 +36,7 @@ async def test_every_container_completes_with_tags(service: Service, media_serve
         data = await service.wait(ids[e["path"]])
         assert data["status"] == "completed", (e["path"], data["error"])
         doc = data["result"]
-        assert doc["schema_version"] == 1 and doc["task_id"] == ids[e["path"]]
+        assert doc["schema_version"] == 2 and doc["task_id"] == ids[e["path"]]
         assert doc["video"]["duration_s"] == pytest.approx(e["duration"], abs=0.1)
         assert doc["video"]["sha256"] == e["sha256"]
         assert doc["tags"], e["path"]
@@ -44,7 +44,7 @@ async def test_every_container_completes_with_tags(service: Service, media_serve
             assert tag["sources"] and 0 < tag["confidence"] <= 1
             for start, end in tag["ranges"]:
                 assert 0 <= start <= end <= e["duration"] + 0.2
-        assert set(data["timings"]) >= {"downloading", "probing", "decoding", "labelling"}
+        assert set(data["timings"]) >= {"downloading", "probing", "detecting_scenes", "labelling_frames"}
         assert data["progress"] == {"stage": "completed", "fraction": 1.0}
     # The bunny clip is an animal film: the labeller must see animals in it.
     assert any(t["name"] in ("animal", "bird") for t in doc["tags"])
@@ -100,7 +100,7 @@ async def test_same_bytes_are_analysed_once(service: Service, media_server: Medi
     assert second["result"]["reused_from"] == first["task_id"]
     assert second["result"]["task_id"] == second["task_id"]
     assert second["result"]["tags"] == first["result"]["tags"]
-    assert "labelling" not in second["timings"]
+    assert "labelling_frames" not in second["timings"]
 
 
 async def test_upload_and_list(service: Service, corpus: Path) -> None:
@@ -139,6 +139,6 @@ async def test_progress_is_visible_while_running(service: Service, media_server:
             break
         await asyncio.sleep(0.05)
     assert data["status"] == "completed"
-    assert stages & {"downloading", "probing", "decoding", "labelling", "reading_text", "merging"}, stages
+    assert stages & {"downloading", "probing", "detecting_scenes", "labelling_frames", "reading_text", "merging"}, stages
     texts = [t["text"] for t in data["result"]["text"]]
     assert "THE PEACH OPEN MOVIE PROJECT" in texts

