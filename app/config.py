@@ -7,15 +7,27 @@ values. Unsafe or inconsistent values are refused here, at start-up, with the fi
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _check_api_key(v: SecretStr) -> SecretStr:
+    """A client key: at least 16 printable characters, or `sha256:` + 64 hex digits (its digest)."""
+    key = v.get_secret_value()
+    if key.startswith("sha256:"):
+        if re.fullmatch(r"[0-9a-fA-F]{64}", key[7:]) is None:
+            raise ValueError("an API key digest is sha256: followed by 64 hex digits")
+    elif len(key) < 16 or re.fullmatch(r"[\x21-\x7e]+", key) is None:
+        raise ValueError("an API key needs at least 16 printable characters, no spaces or commas")
+    return v
 
 
 class Settings(BaseSettings):
@@ -50,6 +62,16 @@ class Settings(BaseSettings):
     label_min_confidence: float = Field(default=0.2, ge=0, le=1)
     ocr_min_confidence: float = Field(default=0.6, ge=0, le=1)
 
+    # Video analysis (app/analysis): scenes, speech, faces, moderation, storylines.
+    scene_width: int = Field(default=256, ge=32, le=1024, description="px width of the every-frame scene stream")
+    scene_threshold: float = Field(default=3.0, gt=1, le=50, description="adaptive ratio: score / neighbours' mean")
+    scene_min_content: float = Field(default=20.0, ge=0, le=500, description="Lab content score a cut needs")
+    scene_min_len_frames: int = Field(default=15, ge=1, le=10000, description="frames between two cuts, at least")
+    speech_engine: Literal["whisper", "pocketsphinx", "none"] = "whisper"
+    face_min_confidence: float = Field(default=0.75, ge=0, le=1)
+    moderation_min_confidence: float = Field(default=0.8, ge=0, le=1)
+    storyline_similarity: float = Field(default=0.5, ge=-1, le=1, description="cosine a scene needs to join a storyline")
+
     # Gemini (TAGGER=gemini): accounts come from the Redis pool (import_accounts.py).
     gemini_model: str = Field(default="gemini-2.0-flash", min_length=1, max_length=64,
                               pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="an account's own model wins")
@@ -71,6 +93,10 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=3, ge=0, le=20)
     task_timeout_s: float = Field(default=900.0, gt=0, description="a whole task, download included")
     shutdown_grace_s: float = Field(default=30.0, ge=0, description="drain time on SIGTERM")
+    download_timeout_s: float = Field(default=300.0, gt=0, description="the download stage, retries included")
+    analysis_timeout_s: float = Field(default=600.0, gt=0, description="probe, decode and analysers together")
+    reconcile_interval_s: float = Field(default=30.0, gt=0, description="how often SQL is checked against Redis")
+    reconcile_grace_s: float = Field(default=60.0, ge=0, description="only tasks untouched this long are re-enqueued")
     task_lease_s: int = Field(default=300, ge=10, description="seed: task_queue_lock 5-minute TTL")
     task_info_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     dedup_ttl_s: int = Field(default=7 * 24 * 3600, ge=0, description="reuse a result for the same video bytes")
@@ -88,6 +114,38 @@ class Settings(BaseSettings):
     elasticsearch_compat: Literal["none", "osmem"] = "none"
     search_semantic: bool = Field(default=True, description="embed documents with MiniLM for semantic=true")
     search_outbox_batch: int = Field(default=200, ge=1, le=5000, description="documents per indexing round")
+
+    # Operations (issue 7): logs, client auth, metrics, start-up waits, cache cleanup.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = Field(default="auto", description="auto = text embedded, json in production")
+    api_keys: Annotated[list[Annotated[SecretStr, AfterValidator(_check_api_key)]], NoDecode] = Field(
+        default_factory=list, description="client keys for /api/v1 (plain or sha256:<hex>); empty = open")
+    api_rate_limit: int = Field(default=600, ge=0, le=1_000_000, description="requests per minute per client key; 0 = off")
+    metrics_token: SecretStr | None = Field(default=None, description="bearer token for /metrics; unset = open")
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="a consumer's own /metrics port; 0 = off")
+    metrics_host: str = Field(default="127.0.0.1", min_length=1, description="bind address of METRICS_PORT")
+    startup_wait_attempts: int = Field(default=30, ge=1, le=1000, description="tries for DB/Redis at start-up")
+    startup_wait_delay_s: float = Field(default=2.0, gt=0, le=60, description="pause between those tries")
+    cleanup_max_age_days: float = Field(default=7.0, gt=0, le=3650, description="clean_videos.py without dates")
+    cleanup_grace_s: int = Field(default=3600, ge=0, le=7 * 24 * 3600,
+                                 description="files changed this recently are never removed")
+    cleanup_at: str = Field(default="03:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                            description="daily run time (HH:MM, local) of clean_videos.py --every-day-at")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, v: object) -> object:
+        # Wrapped before item validation, so an error shows SecretStr('****'), never the key.
+        if isinstance(v, str):
+            v = [k.strip() for k in v.split(",") if k.strip()]
+        if isinstance(v, (list, tuple)):
+            return [k if isinstance(k, SecretStr) else SecretStr(str(k)) for k in v]
+        return v
 
     @field_validator("download_allowed_hosts", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -55,5 +55,19 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
-    command.upgrade(alembic_config(engine), "head")
+    """Bring the schema to the newest revision (idempotent).
+
+    On MySQL a named lock serialises processes that start together (API and consumers
+    on an empty database), which would otherwise race to create the same tables.
+    """
+    if engine.dialect.name != "mysql":
+        command.upgrade(alembic_config(engine), "head")
+        return
+    with engine.connect() as conn:
+        got = conn.execute(text("SELECT GET_LOCK('vision_to_tag_migrate', 120)")).scalar()
+        if got != 1:
+            raise RuntimeError("another process held the migration lock for 120 s")
+        try:
+            command.upgrade(alembic_config(engine), "head")
+        finally:
+            conn.execute(text("SELECT RELEASE_LOCK('vision_to_tag_migrate')"))

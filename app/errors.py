@@ -7,6 +7,8 @@ everything above only asks `retryable` and `retry_after`. Each error has a stabl
     VttError                      code            retryable  HTTP
     ├── PermanentError                            no
     │   ├── InvalidRequest        invalid_request            400
+    │   ├── (unauthorized         unauthorized               401  API key missing/wrong: app/api/auth.py)
+    │   ├── (rate_limited         rate_limited               429  per-key limit: app/api/auth.py)
     │   ├── NotFound              not_found                  404
     │   ├── Conflict              conflict                   409
     │   ├── InvalidUrl            invalid_url                400
@@ -23,6 +25,7 @@ everything above only asks `retryable` and `retry_after`. Each error has a stabl
         ├── DownloadFailed        download_failed            502  (network, 5xx)
         ├── StageTimeout          timeout                    504
         ├── Unavailable           unavailable                503  (DB/Redis/provider down)
+        ├── LeaseLost             lease_lost                 503  (the consumer died mid-task; reaped)
         ├── InternalError         internal_error             500  (a bug; retried, then dead-lettered)
         ├── QuotaExhausted        quota_exhausted            429  (provider quota 429s on every try)
         ├── PoolExhausted         pool_exhausted             503  (no account free within the wait bound)
@@ -119,6 +122,10 @@ class Unavailable(RetryableError):
     code, http_status = "unavailable", 503
 
 
+class LeaseLost(RetryableError):
+    code, http_status = "lease_lost", 503
+
+
 class InternalError(RetryableError):
     code, http_status = "internal_error", 500
 
@@ -146,7 +153,7 @@ class ProviderBadOutput(RetryableError):
 _ALL: tuple[type[VttError], ...] = (
     InvalidRequest, NotFound, Conflict, InvalidUrl, BlockedAddress, TooLarge, TooLong,
     EmptyFile, UnsupportedFormat, ProbeFailed, DecodeFailed, SourceGone, DownloadFailed,
-    StageTimeout, Unavailable, InternalError, ProviderRejected, QuotaExhausted, PoolExhausted,
+    StageTimeout, Unavailable, LeaseLost, InternalError, ProviderRejected, QuotaExhausted, PoolExhausted,
     ProviderUnavailable, ProviderBadOutput,
 )
 ERROR_CODES: frozenset[str] = frozenset(cls.code for cls in _ALL)

@@ -10,6 +10,9 @@
     task_queue_failed                 List    consumer         none; dead letters (task ids), newest first
     task_queue_delayed                ZSet    consumer         none; task id -> due time (unix s) of a retry
     consumers                         ZSet    consumer         none; worker id -> last heartbeat (unix s)
+    task_queue_cancel:{task_id}       String  API -> consumer  task_info_ttl_s; an operator cancelled a running task
+    task_queue_reconcile_lock         String  consumer         reconcile interval; one consumer reconciles
+                                                               SQL against Redis at a time (NX + EX)
     google_accounts:keys              Set     import, pool     none; account ids in the Gemini pool
     google_accounts:{id}:info         Hash    import, pool     none; api_key, masked, project, group, model, limits,
                                                                status, cooldown_until, last_used, last_error, ...
@@ -18,6 +21,8 @@
     google_accounts:import_lock       String  import           NX + expiry; holder token; serialises imports
     google_projects:{group}:daily     Hash    pool             2 days; as :daily, summed over a project's accounts
     google_projects:{group}:minute_window ZSet pool            2 min; as :minute_window, for a whole project
+    api_rate:{key_id}:{window}        String  API              window + 5 s; requests of one client key in one
+                                                               fixed window (app/api/auth.py); window = unix s // 60
 
 Task ids are server-made hex uuids, so no user text ever reaches a key name. Account ids
 are the first 12 hex digits of sha256(api key) and project groups the same digest of
@@ -34,6 +39,7 @@ TASK_LOCK_PREFIX = "task_queue_lock:"
 TASK_INFO_PREFIX = "task_info:"
 CONSUMERS = "consumers"
 PROCESSING_PREFIX = "task_queue_processing:"
+RECONCILE_LOCK = "task_queue_reconcile_lock"
 
 
 def processing(worker_id: str) -> str:
@@ -46,6 +52,10 @@ def task_lock(task_id: str) -> str:
 
 def task_info(task_id: str) -> str:
     return TASK_INFO_PREFIX + task_id
+
+
+def task_cancel(task_id: str) -> str:
+    return "task_queue_cancel:" + task_id
 
 
 # The Gemini account pool (app/accounts.py).
@@ -76,3 +86,11 @@ def project_daily(group: str) -> str:
 
 def project_window(group: str) -> str:
     return PROJECT_PREFIX + group + WINDOW_SUFFIX
+
+
+# Client API keys (app/api/auth.py). key_id is a fingerprint of the key, never the key.
+API_RATE_PREFIX = "api_rate:"
+
+
+def api_rate(key_id: str, window: int) -> str:
+    return f"{API_RATE_PREFIX}{key_id}:{window}"

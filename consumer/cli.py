@@ -8,7 +8,9 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
+from app import metrics
 from app.config import Settings
+from app.readiness import wait_for_services
 from app.logs import setup_logging
 from app.runtime import Runtime, build_runtime
 from consumer.worker import Worker
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("python -m consumer needs DATABASE_URL and REDIS_URL; in the embedded mode `python main.py` "
                   "runs its own consumer")
         return 2
+    wait_for_services(settings)
+    metrics.serve(settings.metrics_port, settings.metrics_host)
     rt = build_runtime(settings)
     try:
         asyncio.run(run(rt, args.concurrency, args.worker_id))

@@ -11,14 +11,18 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import __version__
+from app import __version__, metrics
 from app.api.accounts import register_routes as register_account_routes
-from app.api.search import register_routes as register_search_routes
+from app.api.results import register_routes as register_result_routes
+from app.api.auth import ClientAuth, metrics_allowed
+from app.api.envelope import envelope
+from app.api.queue import register_routes as register_queue_routes
 from app.api.schemas import CreateTask, Envelope, SyncTag, TaskFields
+from app.api.search import register_routes as register_search_routes
 from app.api.upload import receive_upload
 from app.errors import InvalidRequest, NotFound, Unavailable, VttError, http_status_for
 from app.media.netguard import Policy, check_target, parse_url
@@ -31,9 +35,6 @@ log = logging.getLogger("api")
 STATUSES = ("pending", "processing", "completed", "failed")
 
 
-def envelope(code: int, message: str, task_id: str | None = None, data: dict[str, Any] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=code, content={"code": code, "message": message, "task_id": task_id,
-                                                   "data": data or {}})
 
 
 def _field_errors(exc: RequestValidationError | ValidationError) -> str:
@@ -85,6 +86,8 @@ def create_app(runtime_factory: Callable[[], Runtime], *, on_startup: Callable[[
         runtime: Runtime = request.app.state.rt
         return runtime
 
+    app.add_middleware(ClientAuth)  # API_KEYS and API_RATE_LIMIT on /api/v1 (app/api/auth.py)
+
     @app.exception_handler(VttError)
     async def _vtt_error(_req: Request, exc: VttError) -> JSONResponse:
         return envelope(exc.http_status, exc.message, data={"error": exc.as_dict()})
@@ -101,6 +104,14 @@ def create_app(runtime_factory: Callable[[], Runtime], *, on_startup: Callable[[
 
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
+        import redis.exceptions
+        import sqlalchemy.exc
+
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+                            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+            log.warning("a backing service is unreachable: %s", type(exc).__name__)
+            msg = "the database or the queue is unreachable; nothing was changed, try again"
+            return envelope(503, msg, data={"error": {"code": "unavailable", "message": msg}})
         log.exception("unhandled error")
         return envelope(500, "internal error; it has been logged", data={"error": {"code": "internal_error",
                                                                                  "message": "internal error"}})
@@ -115,7 +126,9 @@ def create_app(runtime_factory: Callable[[], Runtime], *, on_startup: Callable[[
         except Exception as exc:
             log.error("enqueue of %s failed: %s", task.id, exc)
             await asyncio.to_thread(runtime.store.mark_failed, task.id, "unavailable", "the queue was unreachable")
+            metrics.task_finished("failed", "unavailable")
             raise Unavailable("the task queue is unreachable; the task was not accepted, try again") from None
+        metrics.task_accepted(new.source)
         return task
 
     def check_url(runtime: Runtime, url: str) -> None:
@@ -230,6 +243,17 @@ def create_app(runtime_factory: Callable[[], Runtime], *, on_startup: Callable[[
         ok = all(v == "ok" for v in checks.values())
         return envelope(200 if ok else 503, "ready" if ok else "not ready", data={"checks": checks})
 
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def metrics_page(request: Request) -> Response:
+        """Prometheus metrics of this process, plus queue and account-pool gauges read from Redis."""
+        runtime = rt(request)
+        if not metrics_allowed(runtime.settings, request.headers.get("authorization")):
+            msg = "send the metrics token as Authorization: Bearer"
+            return envelope(401, msg, data={"error": {"code": "unauthorized", "message": msg}})
+        return Response(await metrics.render(runtime.redis()), media_type=metrics.CONTENT_TYPE)
+
     register_account_routes(app)
     register_search_routes(app)
+    register_result_routes(app)
+    register_queue_routes(app)
     return app

@@ -17,6 +17,7 @@ import uvicorn
 
 from app.api.app import create_app
 from app.config import Settings
+from app.readiness import wait_for_services
 from app.logs import setup_logging
 from app.runtime import Runtime, build_runtime
 
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None, *, start_consumer: ConsumerStarter | Non
     app = create_app(lambda: build_runtime(settings), on_startup=on_startup)
     mode = "embedded (SQLite + private redis-server in %s)" % settings.data_dir if settings.embedded else "production"
     log.info("starting API on http://%s:%d in %s mode; docs at /docs", host, port, mode)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    wait_for_services(settings)
+    # log_config=None: uvicorn's own lines go through our handlers (JSON, secret masking)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, log_config=None)
     return 0
 
