@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     frame_max_side: int = Field(default=640, ge=64, le=4096)
 
     # Tagging.
-    tagger: Literal["local", "gemini"] = "local"
+    tagger: Literal["local", "gemini", "openai"] = "local"
     label_min_confidence: float = Field(default=0.2, ge=0, le=1)
     ocr_min_confidence: float = Field(default=0.6, ge=0, le=1)
 
@@ -87,6 +87,20 @@ class Settings(BaseSettings):
     gemini_max_attempts: int = Field(default=4, ge=1, le=20, description="calls per task, failovers included")
     gemini_window_margin_s: float = Field(default=1.0, ge=0, le=30,
                                           description="added to the 60 s window: absorbs send-time jitter")
+
+    # OpenAI-compatible chat-completions servers (TAGGER=openai): keys come from the same account pool.
+    openai_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$",
+                                        description="API root incl. /v1; unset = api.openai.com")
+    openai_model: str = Field(default="gpt-4o-mini", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
+                              description="an account's own model wins")
+    openai_max_images: int = Field(default=8, ge=1, le=64, description="sampled frames sent per video")
+    openai_image_detail: Literal["low", "high", "auto"] = "low"
+    openai_response_format: Literal["json_schema", "json_object"] = Field(
+        default="json_schema", description="json_object for servers without structured output")
+    openai_pool_wait_s: float = Field(default=60.0, ge=0, le=3600, description="wait for a free account")
+    openai_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="one HTTP request")
+    openai_max_attempts: int = Field(default=4, ge=1, le=20, description="calls per request, failovers included")
+    topics_llm: bool = Field(default=True, description="with TAGGER=openai, let the model name collection topics")
 
     # Consumer and queue.
     consumer_concurrency: int = Field(default=2, ge=1, le=64)

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import __version__, metrics
 from app.api.accounts import register_routes as register_account_routes
 from app.api.results import register_routes as register_result_routes
+from app.api.collections import register_routes as register_collection_routes
 from app.api.auth import ClientAuth, metrics_allowed
 from app.api.envelope import envelope
 from app.api.queue import register_routes as register_queue_routes
@@ -30,6 +31,7 @@ from app.models import Task
 from app.runtime import Runtime
 from app.sources import UPLOAD_SCHEME, upload_path
 from app.store import NewTask, new_task_id
+from app.web.routes import register_routes as register_web_routes
 
 log = logging.getLogger("api")
 STATUSES = ("pending", "processing", "completed", "failed")
@@ -256,4 +258,6 @@ def create_app(runtime_factory: Callable[[], Runtime], *, on_startup: Callable[[
     register_search_routes(app)
     register_result_routes(app)
     register_queue_routes(app)
+    register_web_routes(app)
+    register_collection_routes(app)
     return app

@@ -47,7 +47,8 @@ class Provider(ABC):
 
 
 # name -> "module:Class", imported on first use so a missing extra fails only when chosen.
-_REGISTRY: dict[str, str] = {"local": "app.providers.local:LocalProvider", "gemini": "app.providers.gemini:GeminiProvider"}
+_REGISTRY: dict[str, str] = {"local": "app.providers.local:LocalProvider", "gemini": "app.providers.gemini:GeminiProvider",
+                             "openai": "app.providers.openai_compat:OpenAIProvider"}
 
 
 def register(name: str, target: str) -> None:
