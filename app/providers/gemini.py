@@ -25,22 +25,21 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.accounts import AccountPool, CallFailure, Lease, restore_pool, set_account_status
+from app.accounts import AccountPool, CallFailure, Lease
 from app.config import Settings
 from app.errors import PoolExhausted, ProviderBadOutput, ProviderRejected, ProviderUnavailable, QuotaExhausted, VttError
-from app.providers.base import MediaInput, Provider, ProviderOutput
+from app.providers.base import MediaInput, ProviderOutput
+from app.providers.pooled import PooledProvider, Tally
 from app.tags import Sighting, normalise_name
 
 log = logging.getLogger("gemini")
 
 DEFAULT_CONFIDENCE = 0.8  # a tag the model listed without a confidence
-RESTORE_CHECK_S = 30.0    # how often a provider checks that Redis still holds the pool
 MAX_TAGS = 40
 _KEY_RE = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")
 _DELAY_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)s\s*$")
@@ -257,29 +256,15 @@ class _AccountLost(Exception):
 
 
 # --- the provider ---------------------------------------------------------------------
-@dataclass
-class _Tally:
-    requests: int = 0
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
-    waited_s: float = 0.0
-    accounts: list[str] = field(default_factory=list)
-    model: str | None = None
-
+class _Tally(Tally):
     def add(self, response: Any, lease: Lease) -> None:
-        self.requests += 1
-        self.waited_s += lease.waited_s
-        if lease.account_id not in self.accounts:
-            self.accounts.append(lease.account_id)
         u = getattr(response, "usage_metadata", None)
-        if u is not None:
-            self.prompt_tokens += int(u.prompt_token_count or 0)
-            self.output_tokens += int(u.candidates_token_count or 0)
-            self.total_tokens += int(u.total_token_count or 0)
+        self.record(lease, int(getattr(u, "prompt_token_count", 0) or 0) if u else 0,
+                    int(getattr(u, "candidates_token_count", 0) or 0) if u else 0,
+                    int(getattr(u, "total_token_count", 0) or 0) if u else 0)
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(PooledProvider):
     name = "gemini"
 
     def __init__(self, settings: Settings, *, pool: AccountPool | None = None,
@@ -291,76 +276,22 @@ class GeminiProvider(Provider):
         except ImportError as exc:  # pragma: no cover - requirements.txt pins it
             raise RuntimeError("the gemini tagger needs google-genai: pip install google-genai") from exc
         self._genai, self._types = genai, types
-        self.settings = settings
-        self._pool = pool
-        self._sessions = sessions
-        self._redis: Any = None
-        self._clients: dict[str, Any] = {}
-        self._init_lock = asyncio.Lock()
-        self._next_check = 0.0
+        super().__init__(settings, pool=pool, sessions=sessions)
 
-    # -- resources --
-    async def pool(self) -> AccountPool:
-        async with self._init_lock:
-            if self._pool is None:
-                from redis.asyncio import Redis
+    def _make_client(self, lease: Lease) -> Any:
+        t = self._types
+        opts = t.HttpOptions(timeout=int(self.settings.gemini_timeout_s * 1000),
+                             # attempts=1: we retry, on another account; it also turns off the
+                             # SDK's hidden 1-10 s aiohttp retry that would spend quota unseen.
+                             retry_options=t.HttpRetryOptions(attempts=1))
+        if self.settings.gemini_base_url:
+            opts.base_url = self.settings.gemini_base_url
+        if self.settings.gemini_api_version:
+            opts.api_version = self.settings.gemini_api_version
+        return self._genai.Client(api_key=lease.api_key, http_options=opts)
 
-                from app.embedded_redis import EmbeddedRedis
-
-                url = self.settings.redis_url or EmbeddedRedis(self.settings.data_dir).url
-                self._redis = Redis.from_url(url, decode_responses=False, health_check_interval=30)
-                self._pool = AccountPool(self._redis, window_margin_s=self.settings.gemini_window_margin_s,
-                                         on_deactivate=self._persist_inactive)
-            elif self._pool.on_deactivate is None:
-                self._pool.on_deactivate = self._persist_inactive
-            if time.monotonic() >= self._next_check:
-                # Redis lost its pool (a restart without persistence): SQL is the record of truth.
-                # Checked now and then (one SCARD), so a loss while running heals too.
-                if await self._pool.is_empty():
-                    await restore_pool(self._pool, self.sessions())
-                self._next_check = time.monotonic() + RESTORE_CHECK_S
-            return self._pool
-
-    def sessions(self) -> sessionmaker[Session]:
-        if self._sessions is None:
-            from app.db import make_engine, make_sessionmaker
-
-            self._sessions = make_sessionmaker(make_engine(self.settings.effective_database_url))
-        return self._sessions
-
-    async def _persist_inactive(self, acc_id: str, reason: str) -> None:
-        try:
-            await asyncio.to_thread(set_account_status, self.sessions(), acc_id, "inactive", reason)
-        except Exception as exc:  # Redis already has it; SQL catches up on the next import
-            log.warning("could not record account %s as inactive in SQL: %s", acc_id, type(exc).__name__)
-
-    def client(self, lease: Lease) -> Any:
-        """One client per key (WIRE.md: files.upload ignores per-request key headers)."""
-        c = self._clients.get(lease.account_id)
-        if c is None:
-            t = self._types
-            opts = t.HttpOptions(timeout=int(self.settings.gemini_timeout_s * 1000),
-                                 # attempts=1: we retry, on another account; it also turns off the
-                                 # SDK's hidden 1-10 s aiohttp retry that would spend quota unseen.
-                                 retry_options=t.HttpRetryOptions(attempts=1))
-            if self.settings.gemini_base_url:
-                opts.base_url = self.settings.gemini_base_url
-            if self.settings.gemini_api_version:
-                opts.api_version = self.settings.gemini_api_version
-            c = self._clients[lease.account_id] = self._genai.Client(api_key=lease.api_key, http_options=opts)
-        return c
-
-    async def close(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for c in clients:
-            try:
-                await c.aio.aclose()
-            except Exception:  # closing is best effort
-                pass
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-            self._pool = None
+    async def _close_client(self, client: Any) -> None:
+        await client.aio.aclose()
 
     # -- analysis --
     async def analyse(self, media: MediaInput, progress: Callable[[str, float], Any]) -> ProviderOutput:

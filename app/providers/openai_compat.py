@@ -32,15 +32,15 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.accounts import AccountPool, CallFailure, Lease, restore_pool, set_account_status
+from app.accounts import AccountPool, CallFailure, Lease
 from app.config import Settings
 from app.errors import PoolExhausted, ProviderBadOutput, ProviderRejected, ProviderUnavailable, QuotaExhausted, VttError
-from app.providers.base import MediaInput, Provider, ProviderOutput
+from app.providers.base import MediaInput, ProviderOutput
 from app.providers.gemini import MAX_TAGS, GeminiAnswer, parse_answer, scrub, sightings_from
+from app.providers.pooled import PooledProvider, Tally
 
 log = logging.getLogger("openai")
 
-RESTORE_CHECK_S = 30.0
 JPEG_QUALITY = 85
 _DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|h|m|s)")
 
@@ -209,30 +209,14 @@ def parse_topics(text: str | None) -> list[TopicName]:
 
 
 # --- the provider -------------------------------------------------------------------------
-@dataclasses.dataclass
-class _Tally:
-    requests: int = 0
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
-    waited_s: float = 0.0
-    accounts: list[str] = dataclasses.field(default_factory=list)
-    model: str | None = None
-
+class _Tally(Tally):
     def add(self, response: Any, lease: Lease, model: str) -> None:
-        self.requests += 1
-        self.waited_s += lease.waited_s
-        self.model = model
-        if lease.account_id not in self.accounts:
-            self.accounts.append(lease.account_id)
         u = getattr(response, "usage", None)
-        if u is not None:
-            self.prompt_tokens += int(getattr(u, "prompt_tokens", 0) or 0)
-            self.output_tokens += int(getattr(u, "completion_tokens", 0) or 0)
-            self.total_tokens += int(getattr(u, "total_tokens", 0) or 0)
+        self.record(lease, int(getattr(u, "prompt_tokens", 0) or 0), int(getattr(u, "completion_tokens", 0) or 0),
+                    int(getattr(u, "total_tokens", 0) or 0), model=model)
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(PooledProvider):
     name = "openai"
 
     def __init__(self, settings: Settings, *, pool: AccountPool | None = None,
@@ -242,67 +226,15 @@ class OpenAIProvider(Provider):
         except ImportError as exc:  # pragma: no cover - requirements.txt pins it
             raise RuntimeError("the openai tagger needs the openai package: pip install openai") from exc
         self._openai = openai
-        self.settings = settings
-        self._pool = pool
-        self._sessions = sessions
-        self._redis: Any = None
-        self._clients: dict[str, Any] = {}
-        self._init_lock = asyncio.Lock()
-        self._next_check = 0.0
+        super().__init__(settings, pool=pool, sessions=sessions)
 
-    # -- resources --
-    async def pool(self) -> AccountPool:
-        async with self._init_lock:
-            if self._pool is None:
-                from redis.asyncio import Redis
+    def _make_client(self, lease: Lease) -> Any:
+        # max_retries=0: we retry, on another account, after telling the pool.
+        return self._openai.AsyncOpenAI(api_key=lease.api_key, base_url=self.settings.openai_base_url,
+                                        timeout=self.settings.openai_timeout_s, max_retries=0)
 
-                from app.embedded_redis import EmbeddedRedis
-
-                url = self.settings.redis_url or EmbeddedRedis(self.settings.data_dir).url
-                self._redis = Redis.from_url(url, decode_responses=False, health_check_interval=30)
-                self._pool = AccountPool(self._redis, window_margin_s=self.settings.gemini_window_margin_s,
-                                         on_deactivate=self._persist_inactive)
-            elif self._pool.on_deactivate is None:
-                self._pool.on_deactivate = self._persist_inactive
-            if time.monotonic() >= self._next_check:
-                if await self._pool.is_empty():  # Redis lost the pool: SQL is the record of truth
-                    await restore_pool(self._pool, self.sessions())
-                self._next_check = time.monotonic() + RESTORE_CHECK_S
-            return self._pool
-
-    def sessions(self) -> sessionmaker[Session]:
-        if self._sessions is None:
-            from app.db import make_engine, make_sessionmaker
-
-            self._sessions = make_sessionmaker(make_engine(self.settings.effective_database_url))
-        return self._sessions
-
-    async def _persist_inactive(self, acc_id: str, reason: str) -> None:
-        try:
-            await asyncio.to_thread(set_account_status, self.sessions(), acc_id, "inactive", reason)
-        except Exception as exc:
-            log.warning("could not record account %s as inactive in SQL: %s", acc_id, type(exc).__name__)
-
-    def client(self, lease: Lease) -> Any:
-        c = self._clients.get(lease.account_id)
-        if c is None:
-            # max_retries=0: we retry, on another account, after telling the pool.
-            c = self._clients[lease.account_id] = self._openai.AsyncOpenAI(
-                api_key=lease.api_key, base_url=self.settings.openai_base_url,
-                timeout=self.settings.openai_timeout_s, max_retries=0)
-        return c
-
-    async def close(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for c in clients:
-            try:
-                await c.close()
-            except Exception:
-                pass
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-            self._pool = None
+    async def _close_client(self, client: Any) -> None:
+        await client.close()
 
     # -- calls --
     async def chat(self, messages: list[dict[str, Any]], fmt: dict[str, Any], tally: _Tally,
