@@ -10,11 +10,10 @@ import ipaddress
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -179,7 +178,7 @@ class Settings(BaseSettings):
         return v
 
     @model_validator(mode="after")
-    def _check_mode(self) -> "Settings":
+    def _check_mode(self) -> Settings:
         if (self.database_url is None) != (self.redis_url is None):
             raise ValueError(
                 "set both DATABASE_URL and REDIS_URL (production) or neither (embedded mode)"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from app import keys
 
@@ -38,7 +39,7 @@ class TaskQueue:
         self._unlocked_seen: set[tuple[str, str]] = set()
 
     async def enqueue(self, task_id: str, info: dict[str, Any]) -> None:
-        fields = {k: str(v) for k, v in info.items() if v is not None}
+        fields: dict[FieldT, EncodableT] = {k: str(v) for k, v in info.items() if v is not None}
         async with self.redis.pipeline(transaction=True) as p:
             p.hset(keys.task_info(task_id), mapping=fields)
             p.expire(keys.task_info(task_id), self.info_ttl_s)
@@ -46,7 +47,7 @@ class TaskQueue:
             await p.execute()
 
     async def update_info(self, task_id: str, **fields: Any) -> None:
-        mapping = {k: str(v) for k, v in fields.items() if v is not None}
+        mapping: dict[FieldT, EncodableT] = {k: str(v) for k, v in fields.items() if v is not None}
         async with self.redis.pipeline(transaction=True) as p:
             p.hset(keys.task_info(task_id), mapping=mapping)
             p.expire(keys.task_info(task_id), self.info_ttl_s)
@@ -57,7 +58,8 @@ class TaskQueue:
         return {_s(k): _s(v) for k, v in raw.items()}
 
     async def claim(self, worker_id: str, timeout_s: float) -> str | None:
-        raw = await self.redis.blmove(keys.TASK_QUEUE, keys.processing(worker_id), timeout_s, "RIGHT", "LEFT")
+        # redis-py types the timeout as int; the server takes a float (sub-second waits in tests)
+        raw = await self.redis.blmove(keys.TASK_QUEUE, keys.processing(worker_id), timeout_s, "RIGHT", "LEFT")  # type: ignore[arg-type]
         if raw is None:
             return None
         task_id = _s(raw)

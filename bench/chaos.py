@@ -217,7 +217,7 @@ async def chaos(svc: Services, rng: random.Random, stop: asyncio.Event, kill_eve
         try:
             await asyncio.wait_for(stop.wait(), kill_every)
             break
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         elapsed = time.monotonic() - t0
         svc.kill_random_consumer(rng)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import threading
+import time
 from collections.abc import Awaitable, Callable
 
 from app import metrics
 from app.config import Settings
-from app.readiness import wait_for_services
 from app.logs import setup_logging
+from app.readiness import wait_for_services
 from app.runtime import Runtime, build_runtime
 from consumer.worker import Worker
 
@@ -47,10 +50,27 @@ def main(argv: list[str] | None = None) -> int:
     wait_for_services(settings)
     metrics.serve(settings.metrics_port, settings.metrics_host)
     rt = build_runtime(settings)
+    # Not asyncio.run(): it waits for the default executor, i.e. for an analysis thread whose
+    # task the drain has already handed back; loop.close() does not wait.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     try:
-        asyncio.run(run(rt, args.concurrency, args.worker_id))
+        loop.run_until_complete(run(rt, args.concurrency, args.worker_id))
+        loop.run_until_complete(loop.shutdown_asyncgens())
     finally:
+        loop.close()
         rt.shutdown()
+    deadline = time.monotonic() + 3.0  # idle executor threads exit at once after loop.close()
+    for t in threading.enumerate():
+        if t is not threading.main_thread() and not t.daemon:
+            t.join(max(0.0, deadline - time.monotonic()))
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if busy:
+        # Interpreter exit would join these threads (minutes of abandoned CPU work); their
+        # tasks are back in the queue and every write is done, so leave now.
+        log.warning("leaving %d busy worker thread(s) behind; their tasks were returned to the queue", len(busy))
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

@@ -46,7 +46,7 @@ T = TypeVar("T")
 def retry_delay_s(attempt: int, *, base: float = 2.0, cap: float = 300.0, rand: float | None = None) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
     r = random.random() if rand is None else rand
-    return r * min(cap, base * (2 ** attempt))
+    return float(r * min(cap, base * (2 ** attempt)))
 
 
 @dataclass
@@ -62,7 +62,7 @@ async def _stage(name: str, timeout_s: float, work: Awaitable[T]) -> T:
     """Run one stage under its own time limit; expiry is a retryable `timeout`."""
     try:
         return await asyncio.wait_for(work, timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise StageTimeout(f"the {name} stage did not finish within {timeout_s:.0f} s") from None
 
 
@@ -89,7 +89,7 @@ class Worker:
         self.stopping = asyncio.Event()  # stop claiming; in-flight tasks drain
         self.closed = asyncio.Event()    # drained: heartbeat and upkeep end
         self.processed = 0
-        metrics.track_worker(self)
+        metrics.track_worker(self)  # type: ignore[arg-type]  # dict[str, InFlight] is a Mapping[str, Any]
 
     # --- lifecycle -----------------------------------------------------------------
     async def run(self) -> None:
@@ -194,7 +194,7 @@ class Worker:
         """
         import datetime as dt
 
-        cutoff = dt.datetime.fromtimestamp(now - self.settings.reconcile_grace_s, dt.timezone.utc).replace(tzinfo=None)
+        cutoff = dt.datetime.fromtimestamp(now - self.settings.reconcile_grace_s, dt.UTC).replace(tzinfo=None)
         candidates = await asyncio.to_thread(self.store.unfinished, cutoff)
         held = await self.queue.held_ids() if candidates else set()
         missing = [task_id for task_id, _status in candidates if task_id not in held]
@@ -209,7 +209,7 @@ class Worker:
         from app.accounts import AccountPool, load_accounts, restore_pool
 
         pool = AccountPool(self.rt.redis())
-        if await pool.is_empty() and await asyncio.to_thread(load_accounts, self.store.sessions):
+        if await pool.is_empty() and len(await asyncio.to_thread(load_accounts, self.store.sessions)) > 0:
             restored = await restore_pool(pool, self.store.sessions)
             log.warning("restored %d account(s) of the key pool from SQL", restored)
 
@@ -246,7 +246,7 @@ class Worker:
             await self.queue.update_info(task_id, status="processing", worker=self.worker_id)
             await asyncio.wait_for(self._process(task.id, task.source, task.url, task.dimensions, item.progress),
                                    self.settings.task_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._failed(task_id, attempt, StageTimeout(
                 f"the task did not finish within {self.settings.task_timeout_s:.0f} s (stage {item.progress.stage})"), item)
         except asyncio.CancelledError:
@@ -318,7 +318,7 @@ class Worker:
             return None
         import datetime as dt
 
-        since = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=self.settings.dedup_ttl_s)
+        since = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=self.settings.dedup_ttl_s)
         doc = await asyncio.to_thread(self.store.reusable_result, sha256, self.provider.name, dimensions, since)
         if doc is None:
             return None

@@ -57,11 +57,11 @@ def test_reusable_result_by_content(store: Store) -> None:
     video = store.upsert_video(sha256="b" * 64, size_bytes=1, container="mp4", probe=None, cache_path="/x")
     task = store.create_task(NewTask(url="http://e.com/v", platform="p"))
     store.complete(task.id, video=video, provider="local", document=doc(task.id), tags=[], timings={})
-    old = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(days=1)
+    old = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=1)
     assert store.reusable_result("b" * 64, "local", "all", old)["task_id"] == task.id
     assert store.reusable_result("b" * 64, "local", "text", old) is None
     assert store.reusable_result("b" * 64, "gemini", "all", old) is None
-    future = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(days=1)
+    future = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=1)
     assert store.reusable_result("b" * 64, "local", "all", future) is None
 
 

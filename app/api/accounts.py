@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.accounts import AccountPool
+from app.api.envelope import envelope
 from app.api.schemas import Envelope
 from app.runtime import Runtime
 
@@ -14,7 +15,6 @@ def register_routes(app: FastAPI) -> None:
     @app.get("/api/v1/accounts", response_model=Envelope, tags=["accounts"])
     async def list_accounts(request: Request) -> JSONResponse:
         """The Gemini accounts: masked key, project, status, usage against limits, cooldown, last error; totals."""
-        from app.api.app import envelope  # at call time: app.api.app imports this module
 
         runtime: Runtime = request.app.state.rt
         snapshot = await AccountPool(runtime.redis()).snapshot()

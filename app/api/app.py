@@ -17,11 +17,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__, metrics
 from app.api.accounts import register_routes as register_account_routes
-from app.api.results import register_routes as register_result_routes
-from app.api.collections import register_routes as register_collection_routes
 from app.api.auth import ClientAuth, metrics_allowed
+from app.api.collections import register_routes as register_collection_routes
 from app.api.envelope import envelope
 from app.api.queue import register_routes as register_queue_routes
+from app.api.results import register_routes as register_result_routes
 from app.api.schemas import CreateTask, Envelope, SyncTag, TaskFields
 from app.api.search import register_routes as register_search_routes
 from app.api.upload import receive_upload

@@ -8,7 +8,6 @@ Production: only the API; consumers run as `python -m consumer`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,8 +16,8 @@ import uvicorn
 
 from app.api.app import create_app
 from app.config import Settings
-from app.readiness import wait_for_services
 from app.logs import setup_logging
+from app.readiness import wait_for_services
 from app.runtime import Runtime, build_runtime
 
 log = logging.getLogger("serve")

@@ -70,7 +70,7 @@ class GuardedResolver(AbstractResolver):
 
 def backoff_s(attempt: int, base: float = 0.5, cap: float = 10.0, rand: Callable[[], float] = random.random) -> float:
     """Exponential backoff with full jitter (attempt 0 -> up to `base`)."""
-    return rand() * min(cap, base * (2 ** attempt))
+    return float(rand() * min(cap, base * (2 ** attempt)))
 
 
 class Downloader:
@@ -135,7 +135,7 @@ class Downloader:
                     return await self._stream(resp, dest, current)
             except VttError:
                 raise
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
                 blocked = _blocked_cause(exc)
                 if blocked is not None:
                     raise blocked from None

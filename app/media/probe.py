@@ -127,7 +127,7 @@ async def probe(path: Path, timeout_s: float) -> Probe:
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         raise StageTimeout(f"ffprobe did not finish within {timeout_s:.0f} s") from None

@@ -209,7 +209,7 @@ async def test_operator_cancel_retry_and_stats(service: Service, media_server: M
 
 
 async def _no_inflight(worker: object) -> bool:
-    return not getattr(worker, "inflight")
+    return not worker.inflight
 
 
 def _consumer(env: dict[str, str]) -> subprocess.Popen[bytes]:

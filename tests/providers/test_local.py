@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.providers.local import GROUPS, Labeler, TextReader, export_onnx, imagenet_names, merge_text_segments, preprocess
+from app.providers.local import (
+    GROUPS,
+    Labeler,
+    TextReader,
+    export_onnx,
+    imagenet_names,
+    merge_text_segments,
+    preprocess,
+)
 
 
 def test_imagenet_names() -> None:
