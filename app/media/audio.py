@@ -9,14 +9,14 @@ pads gaps and trims overlaps so sample positions stay on the clock).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from app.errors import DecodeFailed, StageTimeout
+from app.errors import DecodeFailed
 from app.media.probe import ANALYZE_US, PROBE_SIZE
+from app.media.tool import last_error_line, run_tool
 
 SAMPLE_RATE = 16000
 
@@ -42,20 +42,10 @@ def audio_args(path: Path, max_seconds: float) -> list[str]:
 
 async def extract_audio(path: Path, *, start_s: float, max_seconds: float, timeout_s: float) -> Audio:
     """Decode the first audio stream. Raises DecodeFailed when nothing could be decoded."""
-    proc = await asyncio.create_subprocess_exec(
-        *audio_args(path, max_seconds), stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise StageTimeout(f"audio decoding did not finish within {timeout_s:.0f} s") from None
+    _code, out, err = await run_tool(audio_args(path, max_seconds), timeout_s=timeout_s, what="audio decoding")
     usable = len(out) - len(out) % 4
     if usable == 0:
-        lines = err.decode("utf-8", "replace").replace("file:" + str(path), "input").strip().splitlines()
-        raise DecodeFailed("the audio track could not be decoded: " + (lines[-1][-300:] if lines else "no samples"))
+        raise DecodeFailed("the audio track could not be decoded: " + last_error_line(err, path, "no samples"))
     samples = np.frombuffer(out[:usable], np.float32).copy()
     np.clip(samples, -1.0, 1.0, out=samples)
     return Audio(samples, start_s)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -10,7 +9,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from app.errors import ProbeFailed, StageTimeout
+from app.errors import ProbeFailed
+from app.media.tool import last_error_line, run_tool
 
 PROBE_SIZE = 32 * 1024 * 1024
 ANALYZE_US = 20_000_000
@@ -121,20 +121,9 @@ def probe_args(path: Path) -> list[str]:
 
 
 async def probe(path: Path, timeout_s: float) -> Probe:
-    proc = await asyncio.create_subprocess_exec(
-        *probe_args(path), stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise StageTimeout(f"ffprobe did not finish within {timeout_s:.0f} s") from None
-    if proc.returncode != 0:
-        # The reason without our own file path, which is nobody else's business.
-        detail = err.decode("utf-8", "replace").replace("file:" + str(path), "input").strip().splitlines()
-        raise ProbeFailed("ffprobe could not read the file: " + (detail[-1][-300:] if detail else "no detail"))
+    code, out, err = await run_tool(probe_args(path), timeout_s=timeout_s, what="ffprobe")
+    if code != 0:
+        raise ProbeFailed("ffprobe could not read the file: " + last_error_line(err, path, "no detail"))
     try:
         data = json.loads(out)
     except ValueError:
