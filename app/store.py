@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -18,6 +19,7 @@ from app.models import Result, Tag, Task, Video, utcnow
 from app.search.outbox import enqueue as enqueue_index
 
 TERMINAL = ("completed", "failed")
+T = TypeVar("T")
 
 
 def _is_race(exc: Exception) -> bool:
@@ -25,6 +27,17 @@ def _is_race(exc: Exception) -> bool:
     orig = getattr(exc, "orig", None)
     code = orig.args[0] if orig is not None and orig.args else None
     return code in (1062, 1213, 1205) or "UNIQUE constraint" in str(exc) or "database is locked" in str(exc)
+
+
+def _retry_on_race(transaction: Callable[[], T], attempts: int = 5) -> T:
+    """Run a transaction again when it lost a race (see `_is_race`); other errors pass through."""
+    for attempt in range(attempts):
+        try:
+            return transaction()
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == attempts - 1 or not _is_race(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 def new_task_id() -> str:
@@ -127,13 +140,7 @@ class Store:
         Returns False (and writes nothing) when the task was cancelled meanwhile. Retried when
         a concurrent run of the same task (a duplicate delivery) wins a lock race.
         """
-        for attempt in range(5):
-            try:
-                return self._complete(task_id, video, provider, document, tags, timings)
-            except (IntegrityError, OperationalError) as exc:
-                if attempt == 4 or not _is_race(exc):
-                    raise
-        raise AssertionError("unreachable")
+        return _retry_on_race(lambda: self._complete(task_id, video, provider, document, tags, timings))
 
     def _complete(self, task_id: str, video: Video | None, provider: str, document: dict[str, Any],
                   tags: list[dict[str, Any]], timings: dict[str, float]) -> bool:
@@ -201,13 +208,7 @@ class Store:
                      cache_path: str | None) -> Video:
         """Insert or update the row for these bytes. Safe when consumers race on the same video:
         a duplicate-key or deadlock error means another transaction got there first, so try again."""
-        for attempt in range(5):
-            try:
-                return self._upsert_video(sha256, size_bytes, container, probe, cache_path)
-            except (IntegrityError, OperationalError) as exc:
-                if attempt == 4 or not _is_race(exc):
-                    raise
-        raise AssertionError("unreachable")
+        return _retry_on_race(lambda: self._upsert_video(sha256, size_bytes, container, probe, cache_path))
 
     def _upsert_video(self, sha256: str, size_bytes: int, container: str, probe: dict[str, Any] | None,
                       cache_path: str | None) -> Video:
