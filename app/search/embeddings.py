@@ -11,7 +11,6 @@ thread-safe; `embed` is synchronous (call it through `asyncio.to_thread`).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import warnings
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from app.modelfiles import make_once
 
 DIMS = 384
 MAX_TOKENS = 256
@@ -37,39 +38,35 @@ def _model_dir() -> Path:
 
 def export_onnx(dest: Path) -> Path:
     """Export the packaged MiniLM encoder to ONNX (token embeddings out); atomic across processes."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if dest.exists():
-            return dest
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub
-        try:
-            import torch
-            from transformers import AutoModel
-        except ImportError as exc:
-            raise RuntimeError(f"exporting MiniLM needs {exc.name} once: pip install -r requirements.txt") from exc
-        model = AutoModel.from_pretrained(str(_model_dir()))
-        model.eval()
+    return make_once(dest, _write_onnx)
 
-        class Encoder(torch.nn.Module):
-            def __init__(self, inner: Any) -> None:
-                super().__init__()
-                self.inner = inner
 
-            def forward(self, ids: Any, mask: Any, types: Any) -> Any:
-                return self.inner(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+def _write_onnx(tmp: Path) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub
+    try:
+        import torch
+        from transformers import AutoModel
+    except ImportError as exc:
+        raise RuntimeError(f"exporting MiniLM needs {exc.name} once: pip install -r requirements.txt") from exc
+    model = AutoModel.from_pretrained(str(_model_dir()))
+    model.eval()
 
-        sample = torch.ones(2, 8, dtype=torch.long)
-        names = ["input_ids", "attention_mask", "token_type_ids"]
-        tmp = dest.with_suffix(f".tmp{os.getpid()}")
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer notes about shape-dependent branches; outputs are checked
-            torch.onnx.export(Encoder(model), (sample, sample, torch.zeros_like(sample)), str(tmp),
-                              input_names=names, output_names=["tokens"],
-                              dynamic_axes={n: {0: "n", 1: "t"} for n in [*names, "tokens"]},
-                              opset_version=17, dynamo=False)
-        os.replace(tmp, dest)
-    return dest
+    class Encoder(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, ids: Any, mask: Any, types: Any) -> Any:
+            return self.inner(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+
+    sample = torch.ones(2, 8, dtype=torch.long)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes about shape-dependent branches; outputs are checked
+        torch.onnx.export(Encoder(model), (sample, sample, torch.zeros_like(sample)), str(tmp),
+                          input_names=names, output_names=["tokens"],
+                          dynamic_axes={n: {0: "n", 1: "t"} for n in [*names, "tokens"]},
+                          opset_version=17, dynamo=False)
 
 
 class Embedder:
