@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.accounts import AccountPool, CallFailure, Lease
 from app.config import Settings
-from app.errors import PoolExhausted, ProviderBadOutput, ProviderRejected, ProviderUnavailable, QuotaExhausted, VttError
+from app.errors import PoolExhausted, ProviderBadOutput, ProviderRejected, ProviderUnavailable, VttError
 from app.providers.base import MediaInput, ProviderOutput
-from app.providers.pooled import PooledProvider, Tally
+from app.providers.pooled import PooledProvider, Tally, final_error
 from app.tags import Sighting, normalise_name
 
 log = logging.getLogger("gemini")
@@ -244,11 +244,7 @@ def classify_exception(exc: BaseException, api_key: str | None = None) -> CallFa
 
 def error_for(failure: CallFailure, retry_after: float | None = None) -> VttError:
     """The error a task fails with when a failure is final (or the attempts run out)."""
-    if failure.kind in ("quota_minute", "quota_day", "quota"):
-        return QuotaExhausted(f"Gemini quota exhausted: {failure.reason}", retry_after=retry_after)
-    if failure.kind == "rejected":
-        return ProviderRejected(f"Gemini refused the request: {failure.reason}")
-    return ProviderUnavailable(f"Gemini is unavailable: {failure.reason}", retry_after=retry_after)
+    return final_error(failure, "Gemini", retry_after)
 
 
 class _AccountLost(Exception):

@@ -34,10 +34,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.accounts import AccountPool, CallFailure, Lease
 from app.config import Settings
-from app.errors import PoolExhausted, ProviderBadOutput, ProviderRejected, ProviderUnavailable, QuotaExhausted, VttError
+from app.errors import PoolExhausted, ProviderBadOutput, ProviderRejected, VttError
 from app.providers.base import MediaInput, ProviderOutput
 from app.providers.gemini import MAX_TAGS, GeminiAnswer, parse_answer, scrub, sightings_from
-from app.providers.pooled import PooledProvider, Tally
+from app.providers.pooled import PooledProvider, Tally, final_error
 
 log = logging.getLogger("openai")
 
@@ -179,11 +179,7 @@ def classify_exception(exc: BaseException, api_key: str | None = None) -> CallFa
 
 
 def error_for(failure: CallFailure, retry_after: float | None = None) -> VttError:
-    if failure.kind in ("quota_minute", "quota_day", "quota"):
-        return QuotaExhausted(f"model server quota exhausted: {failure.reason}", retry_after=retry_after)
-    if failure.kind == "rejected":
-        return ProviderRejected(f"the model server refused the request: {failure.reason}")
-    return ProviderUnavailable(f"the model server is unavailable: {failure.reason}", retry_after=retry_after)
+    return final_error(failure, "the model server", retry_after)
 
 
 class TopicName(BaseModel):

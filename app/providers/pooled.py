@@ -16,12 +16,22 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.accounts import AccountPool, Lease, restore_pool, set_account_status
+from app.accounts import AccountPool, CallFailure, Lease, restore_pool, set_account_status
 from app.config import Settings
+from app.errors import ProviderRejected, ProviderUnavailable, QuotaExhausted, VttError
 from app.providers.base import Provider
 
 log = logging.getLogger("providers")
 RESTORE_CHECK_S = 30.0  # how often a provider checks that Redis still holds the pool
+
+
+def final_error(failure: CallFailure, service: str, retry_after: float | None = None) -> VttError:
+    """The error a task fails with when a call's failure is final (or the attempts ran out)."""
+    if failure.kind in ("quota_minute", "quota_day", "quota"):
+        return QuotaExhausted(f"{service} quota exhausted: {failure.reason}", retry_after=retry_after)
+    if failure.kind == "rejected":
+        return ProviderRejected(f"{service} refused the request: {failure.reason}")
+    return ProviderUnavailable(f"{service} is unavailable: {failure.reason}", retry_after=retry_after)
 
 
 @dataclass
