@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.config import Settings  # noqa: E402
 from app.media.download import Downloader  # noqa: E402
 from app.media.netguard import Policy  # noqa: E402
+from tests.loopback import serve  # noqa: E402
 
 
 class SlowServer:
@@ -49,11 +50,7 @@ class SlowServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/v/{i}.mp4", self.video)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner, self.port = await serve(app)
 
     async def video(self, request: web.Request) -> web.StreamResponse:
         if self.active >= self.limit:

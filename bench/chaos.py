@@ -40,6 +40,9 @@ import httpx
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.loopback import serve  # noqa: E402
+
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
 TINY = ROOT.parent / "shared" / "corpus" / "hostile" / "tiny_valid_1frame_64x36.mp4"
@@ -171,11 +174,7 @@ class Media:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/v/{n}.mp4", self.video)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner, self.port = await serve(app)
 
     async def video(self, request: web.Request) -> web.Response:
         self.hits[request.match_info["n"]] += 1
@@ -247,7 +246,6 @@ def census(svc: Services, accepted: dict[str, str], media: Media) -> dict[str, A
         dup_tags = int(cur.fetchone()[0])
     conn.close()
     r = redis_sync.Redis.from_url(svc.redis_url)
-    sys.path.insert(0, str(ROOT))
     from app import keys
 
     held = {x.decode() for x in r.lrange(keys.TASK_QUEUE, 0, -1)}

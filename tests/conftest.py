@@ -25,6 +25,7 @@ from sqlalchemy import text
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, migrate
 from app.store import Store
+from tests.loopback import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("CORPUS_DIR", ROOT.parent / "shared" / "corpus")).resolve()
@@ -138,11 +139,7 @@ class MediaServer:
         app.router.add_get("/flaky/{path:.+}", self.flaky)
         app.router.add_get("/big", self.big)
         app.router.add_get("/html", self.html)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         if self.runner is not None:

@@ -36,6 +36,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from tests.loopback import serve
+
 PACIFIC = ZoneInfo("America/Los_Angeles")
 WINDOW_S = 60.0
 VERSIONS = ("v1", "v1beta")
@@ -165,11 +167,7 @@ class GeminiServer:
             app.router.add_get(f"/{v}/files/{{fid}}", self.file_get)
             app.router.add_delete(f"/{v}/files/{{fid}}", self.file_delete)
         app.router.add_post("/upload-session/{sid}", self.upload_chunk)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         if self.runner is not None:

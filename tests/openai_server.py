@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.loopback import serve
+
 WINDOW_S = 60.0
 
 GOOD_ANSWER: dict[str, Any] = {
@@ -61,11 +63,7 @@ class OpenAIServer:
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.completions)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         if self.runner is not None:
