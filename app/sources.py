@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from pathlib import Path
@@ -48,8 +49,6 @@ async def fetch_source(settings: Settings, downloader: Downloader, task_id: str,
         path = upload_path(settings, task_id)
         if not path.exists():
             raise SourceGone("the uploaded file is not on this consumer (DATA_DIR/uploads must be shared with the API)")
-        import asyncio
-
         return await asyncio.to_thread(hash_local, path, settings.max_video_bytes)
     return await downloader.fetch(url, tmp_path(settings, task_id))
 

@@ -278,13 +278,10 @@ class Worker:
 
     async def _process(self, task_id: str, source: str, url: str, dimensions: str, progress: Progress) -> None:
         progress("downloading", 0.05)
-        got = None
         try:
             got = await _stage("download", self.settings.download_timeout_s,
                                fetch_source(self.settings, self.downloader, task_id, source, url))
             metrics.source_bytes(source, got.size)
-            video = await asyncio.to_thread(self.store.upsert_video, sha256=got.sha256, size_bytes=got.size,
-                                            container=got.container, probe=None, cache_path=None)
             reused = await self._reuse(task_id, got.sha256, dimensions)
             if reused is not None:
                 document = reused
