@@ -158,9 +158,12 @@ class Worker:
                 await self.queue.renew(self.worker_id, list(self.inflight))
                 for task_id in await self.queue.cancelled(list(self.inflight)):
                     item = self.inflight.get(task_id)
-                    if item is not None and item.job is not None and not item.cancelled_by_operator:
-                        log.info("task %s: cancelled by an operator", task_id)
+                    if item is not None and item.job is not None:
+                        if not item.cancelled_by_operator:
+                            log.info("task %s: cancelled by an operator", task_id)
                         item.cancelled_by_operator = True
+                        # Again on every beat until the task is gone: Python 3.11's wait_for can
+                        # drop a cancellation that races its inner awaitable finishing.
                         item.job.cancel()
                 for item in list(self.inflight.values()):
                     await self._flush_progress(item)
